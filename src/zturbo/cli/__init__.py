@@ -1,0 +1,48 @@
+"""The `zturbo` command: one thin module per subcommand, each with add_parser() and run()."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import ZTurboError
+
+# subcommand -> module in this package; each module defines HELP, add_arguments(p) and run(args) -> int
+COMMANDS = {
+    "generate": "generate",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="zturbo",
+        description="Run Z-Image-Turbo on your own GPU, and find out what every knob does.",
+    )
+    parser.add_argument("--version", action="version", version=f"zturbo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f".{module_name}", __name__)
+        p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except ZTurboError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was left behind", file=sys.stderr)
+        return 130

@@ -1,0 +1,38 @@
+"""Options and helpers shared by the subcommands that load a model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import defaults
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=None,
+                   help=f"hub id, local diffusers folder, or '{defaults.TINY_MODEL}' (offline random-weight "
+                        f"demo model: noise by design). Default {defaults.MODEL_ID}")
+    g.add_argument("--quant", choices=defaults.QUANTS, default=None,
+                   help="transformer precision: bf16, or a GGUF from "
+                        f"{defaults.GGUF_REPO}: q8 = Q8_0, q4 = Q4_K_M, q2 = Q2_K. Default bf16")
+    g.add_argument("--gguf", metavar="PATH", default=None, help="a local GGUF transformer file (overrides --quant)")
+    g.add_argument("--device", default=None, help="torch device: cuda, cuda:1, cpu. Default: the GPU if there is one")
+
+
+def load_engine(model: str | None, quant: str | None, gguf: str | None, device: str | None, quiet: bool = False):
+    from ..engine import Engine
+
+    model = model or defaults.MODEL_ID
+    if not quiet:
+        what = f"{model}" + (f" + {gguf}" if gguf else f" ({quant or 'bf16'})")
+        print(f"loading {what} ...", file=sys.stderr, flush=True)
+    engine = Engine.load(model=model, quant=quant or "bf16", gguf=gguf, device=device)
+    if engine.info.is_tiny and not quiet:
+        print(f"note: {engine.info.label}", file=sys.stderr)
+    return engine
+
+
+def say(msg: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)

@@ -1,0 +1,159 @@
+"""zturbo generate: prompt -> PNG(s) carrying their recipe."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+from pathlib import Path
+
+from .. import defaults, geometry
+from ..errors import InvalidParams
+from ..metadata import read_recipe
+from ..params import GenerationParams
+from .common import add_model_arguments, load_engine, say
+
+HELP = "generate image(s) from a prompt"
+DESCRIPTION = f"""Generate image(s) from a prompt with Z-Image-Turbo. Each PNG carries its full recipe.
+
+examples:
+  zturbo generate "a red fox in the snow" --seed 42
+  zturbo generate "a city at night" --aspect 16:9 --megapixels 1.0 --num-images 4
+  zturbo generate "a red fox" --quant q8                # the article's Q8 GGUF
+  zturbo generate "a red fox" --model tiny -o fox.png   # offline demo model (noise by design)
+  zturbo generate --from fox.png                        # re-run the recipe stored in an image
+
+steps are transformer passes (default {defaults.STEPS}, the distilled schedule); guidance
+defaults to {defaults.GUIDANCE:g}: Turbo has guidance baked in, and > 0 doubles the cost."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", nargs="?", default=None, help="the prompt (or --prompt-file, or --from)")
+    p.add_argument("--prompt-file", metavar="FILE", help="read the prompt from a text file")
+    p.add_argument("--negative-prompt", default=None, help="only acts with guidance > 0")
+    g = p.add_argument_group("knobs")
+    g.add_argument("--steps", type=int, default=None, help=f"transformer passes, {defaults.MIN_STEPS}..{defaults.MAX_STEPS} (default {defaults.STEPS})")
+    g.add_argument("--guidance", type=float, default=None, help=f"CFG scale (default {defaults.GUIDANCE:g}; > 0 is a contrast knob on Turbo)")
+    g.add_argument("--seed", default=None, help="0..2^64-1 (default: random, always recorded)")
+    g.add_argument("--num-images", "-n", type=int, default=1, help="images with seeds S..S+N-1, each reproducible alone")
+    g.add_argument("--rng", choices=("cuda", "cpu"), default=None,
+                   help="where the starting noise is drawn: cuda (the article's code; the default on a GPU) "
+                        "or cpu (the same noise for a seed on any machine)")
+    s = p.add_argument_group("size (default 1024x1024)")
+    s.add_argument("--width", type=int, default=None)
+    s.add_argument("--height", type=int, default=None)
+    s.add_argument("--size", default=None, metavar="WxH", help="e.g. 720x1280 (width x height)")
+    s.add_argument("--aspect", default=None, metavar="W:H", help="aspect ratio preset, e.g. 16:9, snapped to the 16-pixel grid")
+    s.add_argument("--megapixels", type=float, default=None, help="with --aspect: total size, 1 MP = 1024x1024 (default 1.0)")
+    s.add_argument("--max-megapixels", type=float, default=defaults.MAX_MEGAPIXELS,
+                   help=f"refuse sizes above this (default {defaults.MAX_MEGAPIXELS:g})")
+    add_model_arguments(p)
+    o = p.add_argument_group("output")
+    o.add_argument("-o", "--out", default=None,
+                   help=f"a .png file, or a folder (default ./{defaults.OUTPUT_DIR}/)")
+    o.add_argument("--from", dest="from_image", metavar="IMAGE.png", default=None,
+                   help="re-run the recipe stored in a zturbo PNG (flags given here override it)")
+    o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+
+
+def _size(args, base: dict) -> tuple[int, int]:
+    given = [n for n in ("size", "aspect") if getattr(args, n) is not None]
+    if args.width is not None or args.height is not None:
+        given.append("width/height")
+    if len(given) > 1:
+        raise InvalidParams(f"give one of --size, --aspect or --width/--height, not {' and '.join(given)}")
+    if args.megapixels is not None and args.aspect is None:
+        raise InvalidParams("--megapixels goes with --aspect (e.g. --aspect 16:9 --megapixels 1.0)")
+    if args.size is not None:
+        return geometry.parse_size(args.size)
+    if args.aspect is not None:
+        return geometry.size_for_aspect(args.aspect, args.megapixels or 1.0)
+    return (args.width or base.get("width", defaults.WIDTH), args.height or base.get("height", defaults.HEIGHT))
+
+
+def build_params(args) -> tuple[GenerationParams, dict]:
+    """Params from the flags, on top of --from's recipe when given. Returns (params, model options)."""
+    base: dict = {}
+    model_opts = {"model": args.model, "quant": args.quant, "gguf": args.gguf}
+    if args.from_image:
+        recipe = read_recipe(args.from_image)
+        base = dict(recipe["params"])
+        m = recipe.get("model", {})
+        if args.model is None and args.gguf is None and args.quant is None:
+            model_opts = {"model": m.get("model"), "quant": m.get("quant"), "gguf": None}
+            if m.get("quant") == "gguf":
+                model_opts.update(quant=None, gguf=m.get("weights_file"))
+    prompt = args.prompt
+    if args.prompt_file:
+        if prompt is not None:
+            raise InvalidParams("give the prompt as an argument or with --prompt-file, not both")
+        try:
+            prompt = Path(args.prompt_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InvalidParams(f"cannot read the prompt file: {exc}") from None
+    if prompt is None:
+        prompt = base.get("prompt")
+    if prompt is None:
+        raise InvalidParams('no prompt: zturbo generate "a red fox in the snow" (or --prompt-file, or --from IMAGE.png)')
+    width, height = _size(args, base)
+    fields = dict(
+        prompt=prompt,
+        negative_prompt=args.negative_prompt if args.negative_prompt is not None else base.get("negative_prompt", ""),
+        steps=args.steps if args.steps is not None else base.get("steps", defaults.STEPS),
+        guidance=args.guidance if args.guidance is not None else base.get("guidance", defaults.GUIDANCE),
+        seed=args.seed if args.seed is not None else base.get("seed"),
+        width=width, height=height,
+        rng=args.rng if args.rng is not None else base.get("rng"),
+        max_megapixels=args.max_megapixels,
+    )
+    return GenerationParams(**fields), model_opts
+
+
+def output_paths(out: str | None, seeds: list[int]) -> list[Path]:
+    """Where each image goes: a .png path (numbered by seed when several), or new names in a folder."""
+    if out and out.lower().endswith(".png"):
+        target = Path(out)
+        if len(seeds) == 1:
+            return [target]
+        return [target.with_name(f"{target.stem}_{s}.png") for s in seeds]
+    folder = Path(out or defaults.OUTPUT_DIR)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    paths = []
+    for s in seeds:
+        path, k = folder / f"{stamp}_{s}.png", 1
+        while path.exists() or path in paths:
+            path, k = folder / f"{stamp}_{s}-{k}.png", k + 1
+        paths.append(path)
+    return paths
+
+
+def run(args) -> int:
+    if args.num_images < 1:
+        raise InvalidParams(f"--num-images must be at least 1, got {args.num_images}")
+    params, model_opts = build_params(args)
+    for note in params.notes():
+        say(f"note: {note}", args.quiet)
+    engine = load_engine(model_opts["model"], model_opts["quant"], model_opts["gguf"], args.device, args.quiet)
+    targets = output_paths(args.out, [(params.seed + i) % (defaults.MAX_SEED + 1) for i in range(args.num_images)])
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=params.steps * args.num_images, unit="pass", disable=args.quiet, file=sys.stderr, leave=False)
+    try:
+        for i, target in enumerate(targets):
+            p = params.replace(seed=(params.seed + i) % (defaults.MAX_SEED + 1))
+            bar.set_description(f"seed {p.seed}")
+            result = engine.generate(p, on_step=lambda *_: bar.update(1))
+            for w in result.recipes[0]["warnings"]:
+                bar.write(f"warning: {w}", file=sys.stderr)
+            result.save([target])
+            t = result.recipes[0]["timings"]
+            bar.write(
+                f"wrote {target}  seed {p.seed}  {p.width}x{p.height}  {result.passes} passes  "
+                f"{sum(t.values()):.2f} s (text {t['text_encoding']:.2f}, denoise {t['denoising']:.2f}, "
+                f"decode {t['decoding']:.2f})",
+                file=sys.stdout,
+            )
+    finally:
+        bar.close()
+    return 0

@@ -1,0 +1,36 @@
+"""The one table of defaults. Every other module imports from here; each value names its source."""
+
+from __future__ import annotations
+
+# --- the model (Tongyi-MAI/Z-Image-Turbo model card; ../shared/DESIGN.md) ---
+MODEL_ID = "Tongyi-MAI/Z-Image-Turbo"
+GGUF_REPO = "unsloth/Z-Image-Turbo-GGUF"
+# --quant NAME -> file in GGUF_REPO (the article's Experiment 6: Q8, Q4, Q2)
+GGUF_FILES = {
+    "q8": "z-image-turbo-Q8_0.gguf",
+    "q4": "z-image-turbo-Q4_K_M.gguf",
+    "q2": "z-image-turbo-Q2_K.gguf",
+}
+QUANTS = ("bf16", *GGUF_FILES)
+TINY_MODEL = "tiny"  # the offline random-weight demo/test model (zturbo.models.tiny)
+
+# --- generation knobs (article Part 2; DESIGN.md "steps = transformer passes") ---
+STEPS = 8  # the distilled schedule: 8 transformer passes on diffusers >= 0.39
+GUIDANCE = 0.0  # Turbo has CFG baked in (article, Experiment 2)
+WIDTH = 1024
+HEIGHT = 1024
+MAX_SEQUENCE_LENGTH = 512  # the pipeline's prompt cap, in tokens after the chat template
+SIZE_MULTIPLE = 16  # VAE 8x times patch 2 (article Part 3, Step 4)
+
+# --- limits on input (issue 2) ---
+MIN_STEPS, MAX_STEPS = 1, 100
+MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed accepts 0..2^64-1
+MEGAPIXEL = 1024 * 1024  # "1 MP" = 1024x1024, the model's native size
+MAX_MEGAPIXELS = 4.0  # total-pixel cap; --max-megapixels raises it
+
+# --- output ---
+OUTPUT_DIR = "outputs"
+PROMPT_CACHE_SIZE = 64  # prompts whose embeddings are kept per engine
+
+# Black-output detector: an image whose brightest channel value stays under this (0..255)
+BLACK_MAX_VALUE = 8

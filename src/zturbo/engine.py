@@ -1,0 +1,312 @@
+"""Engine: load once, then generate(params) -> Result.
+
+The generate body is written as numbered stages, the article's Part 3 in code:
+  1-2. encode the prompt (chat template, Qwen3, hidden_states[-2]); cached by prompt
+  3.   draw the starting noise from the seed (on the rng device)
+  4-7. denoise: the DiT runs one pass per step (counted by a hook, not assumed)
+  8.   decode the latents with the VAE
+Stages 3-7 run inside diffusers' own ZImagePipeline call, so zturbo's pixels equal stock
+diffusers' for the same weights, prompt and seed (a test holds us to it).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import math
+import platform
+import time
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import defaults
+from .errors import Cancelled, GenerationFailed, OutOfMemory
+from .metadata import save_png
+from .models import LoadedModel, load_pipeline
+from .params import GenerationParams
+
+log = logging.getLogger("zturbo")
+
+
+class StepCallback(Protocol):
+    def __call__(self, step: int, total: int, latents: torch.Tensor) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptEncoding:
+    embeds: torch.Tensor  # (tokens, hidden) on the engine's device
+    tokens: int  # after the chat template, before the cap
+    dropped: int  # tokens cut by the 512-token cap
+
+    @property
+    def truncated(self) -> bool:
+        return self.dropped > 0
+
+
+@dataclasses.dataclass
+class Result:
+    """One generate() call: images[i] was made from params[i] (seeds S..S+N-1)."""
+
+    images: list[Image.Image]
+    params: list[GenerationParams]
+    recipes: list[dict[str, Any]]  # what each PNG carries
+    warnings: list[str]
+
+    @property
+    def image(self) -> Image.Image:
+        return self.images[0]
+
+    @property
+    def passes(self) -> int:
+        """Transformer forward passes per image, counted by a hook."""
+        return self.recipes[0]["passes"]
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per stage, summed over the images."""
+        out: dict[str, float] = collections.defaultdict(float)
+        for r in self.recipes:
+            for k, v in r["timings"].items():
+                out[k] += v
+        return dict(out)
+
+    def save(self, targets: list[str | Path]) -> list[Path]:
+        return [save_png(im, t, rc) for im, t, rc in zip(self.images, targets, self.recipes)]
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("zturbo", "torch", "diffusers", "transformers", "gguf"):
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({platform.machine()})"
+
+
+def _quiet_libraries() -> None:
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
+
+
+class Engine:
+    """A loaded pipeline and everything needed to run it repeatedly."""
+
+    def __init__(self, loaded: LoadedModel):
+        self.loaded = loaded
+        self.pipe = loaded.pipe
+        self.info = loaded.info
+        self.device = self.pipe._execution_device
+        self._prompt_cache: collections.OrderedDict[str, PromptEncoding] = collections.OrderedDict()
+        self._passes = 0
+        self._evaluations = 0
+        self.pipe.set_progress_bar_config(disable=True)
+        self.pipe.transformer.register_forward_pre_hook(self._count_pass)
+        self.versions = _versions()
+        self.device_name = _device_name(self.device)
+
+    @classmethod
+    def load(
+        cls,
+        model: str = defaults.MODEL_ID,
+        quant: str = "bf16",
+        gguf: str | Path | None = None,
+        device: str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Engine:
+        """Load the pipeline once: hub id / local folder / "tiny", bf16 or a GGUF transformer."""
+        _quiet_libraries()
+        return cls(load_pipeline(model=model, quant=quant, gguf=gguf, device=device, dtype=dtype))
+
+    # -- hooks --------------------------------------------------------------------------------
+    def _count_pass(self, module, args):
+        self._passes += 1
+        hidden = args[0] if args else None
+        self._evaluations += len(hidden) if isinstance(hidden, (list, tuple)) else 1
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # -- stage 1-2: the prompt ----------------------------------------------------------------
+    def chat_text(self, prompt: str) -> str:
+        return self.pipe.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True,
+            enable_thinking=True,
+        )
+
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str) -> PromptEncoding:
+        """Embeddings of `prompt`, as diffusers computes them but without the 512-token padding.
+
+        A causal encoder's states for real tokens cannot depend on padding to their right, so the
+        result equals diffusers' padded-then-stripped embeddings (tests/pipeline proves it) at a
+        fraction of the cost. Cached by prompt text.
+        """
+        hit = self._prompt_cache.get(prompt)
+        if hit is not None:
+            self._prompt_cache.move_to_end(prompt)
+            return hit
+        tok = self.pipe.tokenizer
+        text = self.chat_text(prompt)
+        n_tokens = len(tok(text).input_ids)
+        inputs = tok(text, truncation=True, max_length=defaults.MAX_SEQUENCE_LENGTH, return_tensors="pt")
+        ids = inputs.input_ids.to(self.device)
+        mask = inputs.attention_mask.to(self.device).bool()
+        hidden = self.pipe.text_encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
+        enc = PromptEncoding(hidden[0][mask[0]], n_tokens, max(0, n_tokens - defaults.MAX_SEQUENCE_LENGTH))
+        self._prompt_cache[prompt] = enc
+        while len(self._prompt_cache) > defaults.PROMPT_CACHE_SIZE:
+            self._prompt_cache.popitem(last=False)
+        return enc
+
+    # -- generate -----------------------------------------------------------------------------
+    def generate(
+        self,
+        params: GenerationParams,
+        num_images: int = 1,
+        on_step: StepCallback | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> Result:
+        """`num_images` images with seeds S..S+N-1, each one equal to generating that seed alone."""
+        if num_images < 1:
+            from .errors import InvalidParams
+
+            raise InvalidParams(f"number of images must be at least 1, got {num_images}")
+        images, all_params, recipes, warnings = [], [], [], list(params.notes())
+        for i in range(num_images):
+            p = params if i == 0 else params.replace(seed=(params.seed + i) % (defaults.MAX_SEED + 1))
+            image, recipe = self._generate_one(p, on_step, should_cancel)
+            images.append(image)
+            all_params.append(p)
+            recipes.append(recipe)
+            for w in recipe["warnings"]:
+                if w not in warnings:
+                    warnings.append(w)
+        return Result(images, all_params, recipes, warnings)
+
+    def _generate_one(self, params, on_step, should_cancel):
+        try:
+            return self._run_stages(params, on_step, should_cancel)
+        except torch.cuda.OutOfMemoryError as exc:
+            self.free_memory()
+            raise OutOfMemory(
+                f"out of GPU memory at {params.width}x{params.height}: try a smaller size, "
+                f"--quant q8 or q4, or a card with more memory ({str(exc).splitlines()[0]})"
+            ) from None
+        except (Cancelled, OutOfMemory):
+            raise
+        except Exception as exc:
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise GenerationFailed(f"generation failed: {type(exc).__name__}: {exc}") from exc
+
+    def free_memory(self) -> None:
+        import gc
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    @torch.no_grad()
+    def _run_stages(self, params: GenerationParams, on_step, should_cancel):
+        pipe, warnings = self.pipe, []
+        timings: dict[str, float] = {}
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+        # 1-2. prompt -> tokens -> Qwen3 hidden states (cached)
+        self._sync()
+        t0 = time.perf_counter()
+        cached = params.prompt in self._prompt_cache
+        enc = self.encode_prompt(params.prompt)
+        neg = self.encode_prompt(params.negative_prompt) if params.uses_cfg else None
+        self._sync()
+        timings["text_encoding"] = 0.0 if cached and (neg is None) else time.perf_counter() - t0
+        if enc.truncated:
+            warnings.append(
+                f"the prompt is {enc.tokens} tokens after the chat template; the pipeline reads "
+                f"{defaults.MAX_SEQUENCE_LENGTH}, so the last {enc.dropped} tokens were dropped"
+            )
+
+        # 3. the starting noise: drawn by diffusers from this generator
+        rng = params.rng or ("cuda" if self.device.type == "cuda" else "cpu")
+        if rng == "cuda" and self.device.type != "cuda":
+            rng = "cpu"  # no CUDA generator without a GPU; recorded as what was used
+        generator = torch.Generator(rng if rng == "cpu" else self.device).manual_seed(params.seed)
+
+        # 4-7. denoise: one transformer pass per step
+        def step_end(_pipe, i, _t, kwargs):
+            if on_step is not None:
+                on_step(i + 1, params.steps, kwargs["latents"])
+            if should_cancel is not None and should_cancel():
+                _pipe._interrupt = True
+            return {}
+
+        self._passes = self._evaluations = 0
+        t0 = time.perf_counter()
+        latents = pipe(
+            prompt_embeds=[enc.embeds],
+            negative_prompt_embeds=[neg.embeds] if neg is not None else None,
+            height=params.height, width=params.width, num_inference_steps=params.steps,
+            guidance_scale=params.guidance, generator=generator, output_type="latent",
+            callback_on_step_end=step_end,
+        ).images
+        self._sync()
+        timings["denoising"] = time.perf_counter() - t0
+        passes, evaluations = self._passes, self._evaluations
+        if pipe.interrupt:
+            # diffusers skips the remaining passes but would still decode: drop the partial image
+            raise Cancelled("generation cancelled")
+
+        # 8. VAE decode, exactly as ZImagePipeline does it
+        t0 = time.perf_counter()
+        finite = bool(torch.isfinite(latents).all())
+        z = latents.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
+        decoded = pipe.vae.decode(z, return_dict=False)[0]
+        image = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+        self._sync()
+        timings["decoding"] = time.perf_counter() - t0
+
+        black = int(np.asarray(image).max()) < defaults.BLACK_MAX_VALUE
+        if not finite:
+            warnings.append("the latents contain NaN or inf: the image is garbage (fp16? use bf16)")
+        elif black:
+            warnings.append("the image is all black (NaN in the decoder, or a broken weights file?)")
+        peak = torch.cuda.max_memory_allocated(self.device) / 1e9 if self.device.type == "cuda" else None
+        recipe = {
+            "params": dataclasses.replace(params, rng=rng).to_dict(),
+            "model": self.info.to_dict(),
+            "passes": passes,
+            "model_evaluations": evaluations,  # per image: 2 per pass with guidance > 0
+            "cfg": params.uses_cfg,
+            "prompt_tokens": enc.tokens,
+            "truncated": enc.truncated,
+            "nan": not finite,
+            "black": black,
+            "timings": {k: round(v, 4) for k, v in timings.items()},
+            "peak_memory_gb": None if peak is None else round(peak, 3),
+            "device": self.device_name,
+            "versions": self.versions,
+            "warnings": warnings,
+        }
+        return image, recipe
+
+
+def seconds(result: Result) -> float:
+    return math.fsum(result.timings.values())

@@ -1,0 +1,32 @@
+import os
+import sys
+
+import pytest
+
+# User dirs go to a temp folder; no test may touch the network or the real HF cache.
+_SESSION_TMP = None
+
+
+def pytest_configure(config):
+    import tempfile
+
+    global _SESSION_TMP
+    _SESSION_TMP = tempfile.mkdtemp(prefix="zturbo-tests-")
+    os.environ["ZTURBO_CACHE"] = os.path.join(_SESSION_TMP, "zturbo-cache")
+    os.environ["HF_HOME"] = os.path.join(_SESSION_TMP, "hf-home")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_engine():
+    from zturbo import Engine
+
+    return Engine.load(model="tiny", device="cpu")
+
+
+@pytest.fixture
+def small_params():
+    from zturbo import GenerationParams
+
+    return GenerationParams(prompt="a sleek black robot on a red background", seed=42, width=64, height=64, rng="cpu")

@@ -1,0 +1,105 @@
+"""The CLI end to end: a PNG with its recipe, --from reproduces it, bad input fails cleanly."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from zturbo.cli import main
+from zturbo.metadata import read_recipe
+
+TINY = ["--model", "tiny", "--device", "cpu", "--quiet"]
+
+
+def run_cli(*args):
+    return main(list(args))
+
+
+def test_generate_writes_png_with_recipe(tmp_path, capsys):
+    out = tmp_path / "a.png"
+    assert run_cli("generate", "a red robot", "--size", "64x48", "--seed", "42", "--steps", "3", "-o", str(out), *TINY) == 0
+    line = capsys.readouterr().out
+    assert f"wrote {out}" in line and "seed 42" in line and "3 passes" in line
+    im = Image.open(out)
+    assert im.size == (64, 48)
+    recipe = json.loads(im.text["zturbo"])
+    assert recipe["params"]["prompt"] == "a red robot" and recipe["passes"] == 3
+    assert "Steps: 3" in im.text["parameters"] and "Seed: 42" in im.text["parameters"]
+
+
+def test_from_reproduces_an_image(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert run_cli("generate", "a blue robot", "--size", "64x64", "--seed", "9", "--guidance", "0.5",
+                   "--negative-prompt", "blur", "-o", str(a), *TINY) == 0
+    assert run_cli("generate", "--from", str(a), "-o", str(b), *TINY[-1:]) == 0
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+    assert read_recipe(b)["params"] == read_recipe(a)["params"]
+    # a flag given with --from overrides the recipe
+    c = tmp_path / "c.png"
+    assert run_cli("generate", "--from", str(a), "--seed", "10", "-o", str(c), *TINY[-1:]) == 0
+    assert read_recipe(c)["params"]["seed"] == 10
+
+
+def test_num_images_and_folder_output(tmp_path):
+    assert run_cli("generate", "x", "--size", "32x32", "--seed", "5", "-n", "3", "--steps", "1", "-o", str(tmp_path), *TINY) == 0
+    seeds = sorted(read_recipe(p)["params"]["seed"] for p in tmp_path.glob("*.png"))
+    assert seeds == [5, 6, 7]
+
+
+def test_aspect_preset(tmp_path):
+    out = tmp_path / "wide.png"
+    assert run_cli("generate", "x", "--aspect", "16:9", "--megapixels", "0.05", "--steps", "1", "-o", str(out), *TINY) == 0
+    w, h = Image.open(out).size
+    assert w % 16 == 0 and h % 16 == 0 and 1.7 < w / h < 1.85
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--width", "1000"], "width 1000 is not a multiple of 16 (VAE 8x × patch 2): use 992 or 1008"),
+    (["--size", "0x64"], "width must be positive"),
+    (["--size", "4096x4096"], "above the 4 MP cap"),
+    (["--steps", "0"], "steps 0 is outside 1..100"),
+    (["--steps", "101"], "steps 101 is outside 1..100"),
+    (["--guidance", "nan"], "finite"),
+    (["--seed", "-1"], "outside 0..2^64-1"),
+    (["--seed", str(2**64)], "outside 0..2^64-1"),
+    (["--size", "64x64", "--width", "64"], "not size and width/height"),
+    (["--megapixels", "1"], "--megapixels goes with --aspect"),
+    (["--num-images", "0"], "at least 1"),
+    (["--quant", "q2"], "no q2 file"),
+])
+def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, args, msg):
+    code = run_cli("generate", "x", "-o", str(tmp_path / "x.png"), *TINY, *args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert msg in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_weights_exit_code_and_message(tmp_path, capsys):
+    code = run_cli("generate", "x", "--device", "cpu", "-o", str(tmp_path / "x.png"), "--quiet")
+    err = capsys.readouterr().err
+    assert code == 1 and "hf download Tongyi-MAI/Z-Image-Turbo" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_from_a_foreign_image_is_refused(tmp_path, capsys):
+    p = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(p)
+    assert run_cli("generate", "--from", str(p), *TINY) == 2
+    assert "carries no zturbo recipe" in capsys.readouterr().err
+
+
+def test_installed_command_runs_in_a_subprocess(tmp_path):
+    """The real entry point, as a user runs it: progress on stderr, summary on stdout."""
+    out = tmp_path / "sub.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "zturbo", "generate", "a robot", "--model", "tiny", "--device", "cpu",
+         "--size", "64x64", "--seed", "1", "-o", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "noise by design" in proc.stderr
+    assert f"wrote {out}" in proc.stdout and out.exists()
