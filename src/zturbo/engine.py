@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from . import defaults
-from .errors import Cancelled, GenerationFailed, OutOfMemory
+from .errors import Cancelled, GenerationFailed, InvalidParams, OutOfMemory
 from .metadata import save_png
 from .models import LoadedModel, load_pipeline
 from .params import GenerationParams
@@ -185,8 +185,6 @@ class Engine:
     ) -> Result:
         """`num_images` images with seeds S..S+N-1, each one equal to generating that seed alone."""
         if num_images < 1:
-            from .errors import InvalidParams
-
             raise InvalidParams(f"number of images must be at least 1, got {num_images}")
         images, all_params, recipes, warnings = [], [], [], list(params.notes())
         for i in range(num_images):
@@ -209,7 +207,7 @@ class Engine:
                 f"out of GPU memory at {params.width}x{params.height}: try a smaller size, "
                 f"--quant q8 or q4, or a card with more memory ({str(exc).splitlines()[0]})"
             ) from None
-        except (Cancelled, OutOfMemory):
+        except (Cancelled, OutOfMemory, InvalidParams):
             raise
         except Exception as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -247,7 +245,11 @@ class Engine:
         # 3. the starting noise: drawn by diffusers from this generator
         rng = params.rng or ("cuda" if self.device.type == "cuda" else "cpu")
         if rng == "cuda" and self.device.type != "cuda":
-            rng = "cpu"  # no CUDA generator without a GPU; recorded as what was used
+            # Never swap in CPU noise silently: for the same seed it is a different picture.
+            raise InvalidParams(
+                "rng 'cuda' (the noise of a GPU run) needs a CUDA device; this engine runs on "
+                f"{self.device.type}. Use rng 'cpu' (different noise, so a different image for the same seed)"
+            )
         generator = torch.Generator(rng if rng == "cpu" else self.device).manual_seed(params.seed)
 
         # 4-7. denoise: one transformer pass per step

@@ -68,7 +68,7 @@ def test_aspect_preset(tmp_path):
     (["--size", "64x64", "--width", "64"], "not size and width/height"),
     (["--megapixels", "1"], "--megapixels goes with --aspect"),
     (["--num-images", "0"], "at least 1"),
-    (["--quant", "q2"], "no q2 file"),
+    (["--device", "nodevice"], "is not a torch device"),
 ])
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, args, msg):
     code = run_cli("generate", "x", "-o", str(tmp_path / "x.png"), *TINY, *args)
@@ -103,3 +103,10 @@ def test_installed_command_runs_in_a_subprocess(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "noise by design" in proc.stderr
     assert f"wrote {out}" in proc.stdout and out.exists()
+
+
+def test_rng_cuda_without_a_gpu_is_refused_not_swapped(tmp_path, capsys):
+    code = run_cli("generate", "x", "--size", "32x32", "--rng", "cuda", "-o", str(tmp_path / "x.png"), *TINY)
+    err = capsys.readouterr().err
+    assert code == 2 and "needs a CUDA device" in err and "--rng" not in err.split("error:")[0]
+    assert list(tmp_path.iterdir()) == []
