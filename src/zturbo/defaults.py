@@ -34,3 +34,19 @@ PROMPT_CACHE_SIZE = 64  # prompts whose embeddings are kept per engine
 
 # Black-output detector: an image whose brightest channel value stays under this (0..255)
 BLACK_MAX_VALUE = 8
+
+# --- sweeps (issue 3; the article's Part 2 experiments) ---
+# The article's fixed settings: prompt 183 (the robot), seed 42, 9 steps, portrait 720x1280.
+SWEEP_SEED = 42
+SWEEP_STEPS = 9  # the article's "9 steps"; on diffusers >= 0.39 that is 9 passes (see sweep.specs)
+SWEEP_SIZE = (720, 1280)  # width, height (the article's W, H = 720, 1280)
+SWEEP_QUANTS = ("bf16", "q8", "q4", "q2")  # Experiment 6: bf16, then the GGUF files
+SWEEP_LADDER_BASE = (256, 144)  # Experiment 5: the smallest 16:9 box on the 16-grid, times n = 3..8
+SWEEP_DIR = "sweeps"
+SWEEP_PNG_BYTES_PER_PIXEL = 3.0  # worst case (uncompressible RGB) for the free-disk check
+SWEEP_DISK_MARGIN_BYTES = 64 * 2**20  # room kept free beyond the estimate
+# --dry-run time estimate: seconds per transformer pass and per VAE decode at 1 MP, bf16 on an H200
+# (DESIGN.md anchors: forward 0.148 s, decode 0.087 s), and per engine load
+SWEEP_EST_PASS_S_PER_MP = 0.148
+SWEEP_EST_DECODE_S_PER_MP = 0.087
+SWEEP_EST_LOAD_S = 30.0
