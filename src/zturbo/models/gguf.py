@@ -27,7 +27,7 @@ _TO_FILE_NAMES = {
     ".attention.norm_k.": ".attention.k_norm.",
     ".attention.norm_q.": ".attention.q_norm.",
 }
-QUANT_TYPES = ("Q8_0", "Q4_0", "Q5_0", "BF16", "F16", "F32")
+QUANT_TYPES = ("Q8_0", "Q6_K", "Q5_0", "Q4_K", "Q4_0", "Q2_K", "BF16", "F16", "F32")
 
 
 def to_file_layout(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -50,22 +50,29 @@ def write_gguf(state_dict: dict[str, torch.Tensor], path: str | os.PathLike, qua
     """Write a transformer state dict as a GGUF file in the unsloth layout.
 
     Matrices whose rows fill whole quant blocks get `quant`; 1-D tensors (norms, biases) and the
-    pad tokens stay F32, as in the published files.
+    pad tokens stay F32, as in the published files. A K-quant (rows of 256) falls back to
+    llama.cpp's 32-block type for shorter rows (kquants.FALLBACK).
     """
     import gguf
 
+    from . import kquants
+
     if quant not in QUANT_TYPES:
         raise ValueError(f"quant must be one of {QUANT_TYPES}, got {quant!r}")
-    qtype = gguf.GGMLQuantizationType[quant]
-    block = gguf.GGML_QUANT_SIZES[qtype][0]
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
     writer = gguf.GGUFWriter(str(tmp), ARCHITECTURE)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     for key, value in to_file_layout(state_dict).items():
         array = value.detach().float().cpu().numpy()
+        name = kquants.fallback_type(quant, array.shape[-1])
+        qtype = gguf.GGMLQuantizationType[name]
+        block = gguf.GGML_QUANT_SIZES[qtype][0]
         if array.ndim >= 2 and array.shape[-1] % block == 0 and "pad_token" not in key and quant != "F32":
-            q = gguf.quants.quantize(array, qtype)
+            if name in kquants.TYPES:
+                q = kquants.quantize(array, name)
+            else:
+                q = gguf.quants.quantize(array, qtype)
             writer.add_tensor(key, q, raw_shape=q.shape, raw_dtype=qtype)
         else:
             writer.add_tensor(key, array.astype(np.float32))

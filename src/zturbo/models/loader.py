@@ -19,9 +19,9 @@ from ..paths import cache_dir
 from . import gguf as gguf_files
 from . import tiny
 
-# --quant NAME -> GGUF quant type written for the tiny model (the gguf package has no K-quant writer,
-# so the tiny stand-ins for Q4_K_M / Q2_K are the nearest block types it can write)
-TINY_GGUF_TYPES = {"q8": "Q8_0", "q4": "Q4_0"}
+# --quant NAME -> GGUF quant type written for the tiny model (K-quants by models/kquants.py; the
+# tiny model's rows of 64 take llama.cpp's fallback types, only 256-long rows get the K-quant)
+TINY_GGUF_TYPES = {"q8": "Q8_0", "q4": "Q4_K", "q2": "Q2_K"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +115,7 @@ def _tiny_gguf(quant: str) -> Path:
     qtype = TINY_GGUF_TYPES.get(quant)
     if qtype is None:
         raise InvalidParams(
-            f"the tiny model has no {quant} file: the gguf package cannot write K-quants; "
+            f"the tiny model has no {quant} file; "
             f"use --quant {' or --quant '.join(TINY_GGUF_TYPES)}, or --gguf PATH"
         )
     path = cache_dir() / "tiny" / f"z-image-turbo-tiny-{qtype}.gguf"
