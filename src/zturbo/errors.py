@@ -6,6 +6,7 @@
     ├── CorruptWeights          a weights file that cannot be read (truncated, wrong format)
     ├── OutOfMemory             the device ran out of memory
     ├── GenerationFailed        anything else that went wrong while generating
+    ├── DiskFull                no room left for the output (a sweep stops cleanly; re-run to resume)
     └── Cancelled               stopped by the caller; nothing is written (exit 130)
 """
 
@@ -33,6 +34,10 @@ class OutOfMemory(ZTurboError, MemoryError):
 
 
 class GenerationFailed(ZTurboError, RuntimeError):
+    pass
+
+
+class DiskFull(ZTurboError, OSError):
     pass
 
 

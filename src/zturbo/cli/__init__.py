@@ -11,6 +11,8 @@ from ..errors import ZTurboError
 # subcommand -> module in this package; each module defines HELP, add_arguments(p) and run(args) -> int
 COMMANDS = {
     "generate": "generate",
+    "serve": "serve",
+    "sweep": "sweep",
 }
 
 

@@ -1,0 +1,190 @@
+"""zturbo sweep: the article's six experiments, or any grid, into a resumable folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import defaults, geometry
+from ..errors import InvalidParams
+from .common import add_model_arguments
+
+HELP = "run the article's experiments or any grid (resumable, shardable)"
+DESCRIPTION = f"""Run the article's Part 2 experiments, or any grid of settings, into one folder.
+
+experiments (the article's values, sizes, seed {defaults.SWEEP_SEED} and robot prompt):
+  steps       steps 1, 3, 6, 9, 12, 15 at 720x1280        steps/P183_STEP9_SEED42_720x1280.png
+  guidance    guidance 0, 0.25, 0.5, 0.75, 1 at 9 steps    guidance/P183_STEP9_SEED42_720x1280_G0.25.png
+  seeds       8 seeds at 720x1280 and 1280x720             seeds/SEED42_1280x720.png
+  aspect      11 aspect ratios 21:9 .. 9:21 at ~1 MP        aspect/16x9_1360x768.png
+  resolution  16:9 ladder 256x144 x n, n = 3..8, both ways  resolution/16x9_1280x720.png
+  quant       the chosen experiments again at bf16, q8, q4, q2 (one model load each)  quant/q4/steps/...
+  all         all six
+
+examples:
+  zturbo sweep all --out sweeps/article                    # the whole article, one command
+  zturbo sweep steps guidance --model tiny --size 64x112 --out /tmp/s   # quick offline run, small frames
+  zturbo sweep --prompt "a red fox" --vary steps="4-12 (+4)" --vary guidance="0-1 [3]" --out sweeps/fox
+  zturbo sweep --file fox.toml --dry-run                   # plan, image count, time and disk estimates
+  accelerate launch -m zturbo sweep all --out sweeps/article   # one process per GPU, merged at the end
+  zturbo sweep --merge sweeps/article                      # consolidate the manifest shards by hand
+
+Re-running the same command resumes: images already on disk with their recorded hash are skipped.
+The exit code is 1 when any image failed (the summary lists them)."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                   help="steps, guidance, seeds, aspect, resolution, quant, all")
+    p.add_argument("--out", "-o", default=None, metavar="DIR",
+                   help=f"the sweep folder (default {defaults.SWEEP_DIR}/<experiments>); re-run to resume")
+    g = p.add_argument_group("prompt and grid")
+    g.add_argument("--prompt", action="append", default=None, help="the prompt (default: the article's robot); "
+                   "repeat it for several prompts in a grid")
+    g.add_argument("--prompt-file", action="append", default=None, metavar="FILE", help="a prompt read from a text file")
+    g.add_argument("--negative-prompt", default=None, help="only acts with guidance > 0")
+    g.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a grid axis (x, then y, then z): steps, guidance, seed, size, aspect, megapixels, quant, prompt, "
+                        "... Values are CSV, with A1111 ranges: '1-15 (+2)', '0-1 [5]'")
+    g.add_argument("--file", action="append", default=[], metavar="EXPERIMENT.toml",
+                   help="an experiment file: name, prompt(s), [params], [axes] (see the README)")
+    g.add_argument("--name", default="grid", help="the --vary grid's name and folder (default grid)")
+    k = p.add_argument_group("fixed settings (override the article's, or set a grid's)")
+    k.add_argument("--steps", type=int, default=None,
+                   help=f"fixed steps (article: {defaults.SWEEP_STEPS}; a grid: {defaults.STEPS})")
+    k.add_argument("--guidance", type=float, default=None, help="a grid's fixed guidance (default 0)")
+    k.add_argument("--seed", default=None, help=f"fixed seed (default {defaults.SWEEP_SEED})")
+    k.add_argument("--size", default=None, metavar="WxH",
+                   help="the article's portrait frame (default 720x1280; landscape is its transpose), or a grid's size")
+    k.add_argument("--aspect", default=None, metavar="W:H", help="a grid's aspect ratio preset (with --megapixels)")
+    k.add_argument("--megapixels", type=float, default=None,
+                   help="the aspect experiment's budget, or a grid's with --aspect (default 1.0)")
+    k.add_argument("--ladder-base", default=None, metavar="WxH",
+                   help="the resolution ladder's base box, times n = 3..8 (default 256x144)")
+    k.add_argument("--quants", default=",".join(defaults.SWEEP_QUANTS), metavar="Q1,Q2",
+                   help=f"the quant experiment's precisions (default {','.join(defaults.SWEEP_QUANTS)})")
+    k.add_argument("--rng", choices=("cuda", "cpu"), default=None, help="where the starting noise is drawn")
+    k.add_argument("--max-megapixels", type=float, default=defaults.MAX_MEGAPIXELS,
+                   help=f"refuse sizes above this (default {defaults.MAX_MEGAPIXELS:g})")
+    add_model_arguments(p)
+    r = p.add_argument_group("running")
+    r.add_argument("--dry-run", action="store_true", help="print the plan (images, shapes, time, disk) and stop")
+    r.add_argument("--merge", metavar="DIR", default=None, help="consolidate DIR's manifest shards into manifest.jsonl")
+    r.add_argument("--no-merge", action="store_true",
+                   help="with several processes: rank 0 does not wait for the others to merge (folders not shared)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+
+
+def _prompts(args) -> list[str]:
+    prompts = list(args.prompt or [])
+    for name in args.prompt_file or []:
+        try:
+            prompts.append(Path(name).read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise InvalidParams(f"cannot read the prompt file: {exc}") from None
+    return prompts
+
+
+def build_plan(args):
+    """The Plan the flags describe: the named article experiments, then the --vary grid, then --file's."""
+    from ..params import parse_seed
+    from ..sweep import grid, specs
+    from ..sweep.plan import Plan
+
+    prompts = _prompts(args)
+    seed = parse_seed(args.seed) if args.seed is not None else None
+    base_quant = "gguf" if args.gguf else (args.quant or "bf16")
+    experiments = []
+    if args.experiments:
+        if len(prompts) > 1:
+            raise InvalidParams("the article's experiments use one prompt: give several prompts to a --vary grid")
+        if args.aspect is not None:
+            raise InvalidParams("--aspect sets a grid's size; the aspect experiment has its eleven ratios")
+        quants = tuple(q.strip() for q in args.quants.split(",") if q.strip())
+        settings = specs.ArticleSettings(
+            prompt=prompts[0] if prompts else specs.ROBOT_PROMPT,
+            negative_prompt=args.negative_prompt or "",
+            seed=defaults.SWEEP_SEED if seed is None else seed,
+            steps=defaults.SWEEP_STEPS if args.steps is None else args.steps,
+            size=geometry.parse_size(args.size) if args.size else defaults.SWEEP_SIZE,
+            megapixels=args.megapixels or 1.0,
+            ladder_base=geometry.parse_size(args.ladder_base) if args.ladder_base else defaults.SWEEP_LADDER_BASE,
+            quant=base_quant, quants=quants, rng=args.rng, max_megapixels=args.max_megapixels,
+        )
+        experiments += specs.article_experiments(args.experiments, settings)
+    fixed: dict = {"max_megapixels": args.max_megapixels}
+    for key, value in (("steps", args.steps), ("guidance", args.guidance), ("seed", seed), ("size", args.size),
+                       ("aspect", args.aspect), ("megapixels", args.megapixels if args.aspect else None),
+                       ("rng", args.rng), ("negative_prompt", args.negative_prompt)):
+        if value is not None:
+            fixed[key] = value
+    if base_quant != "bf16":
+        fixed["quant"] = base_quant
+    grid_prompts = prompts or [specs.ROBOT_PROMPT]
+    if args.vary:
+        axes = [grid.parse_vary(v) for v in args.vary]
+        experiments.append(grid.build_grid(args.name, grid_prompts, dict(fixed), axes))
+    for path in args.file:
+        experiments.append(grid.load_toml(path, grid_prompts, dict(fixed)))
+    if not experiments:
+        raise InvalidParams("nothing to sweep: name experiments (steps guidance seeds aspect resolution quant, or all), "
+                            "or give --vary KEY=V1,V2 or --file EXPERIMENT.toml")
+    model = {"model": args.model or defaults.MODEL_ID, "quant": base_quant, "gguf": args.gguf}
+    prompt_default = prompts[0] if prompts else specs.ROBOT_PROMPT
+    return Plan(experiments, prompt_default, specs.step_mapping(), model)
+
+
+def _default_out(args) -> Path:
+    names = list(args.experiments) + ([args.name] if args.vary else []) + [Path(f).stem for f in args.file]
+    return Path(defaults.SWEEP_DIR) / "-".join(dict.fromkeys(names))
+
+
+def _merge(folder: str, quiet: bool) -> int:
+    from ..sweep import load_sweep, merge
+    from ..sweep.runner import summary_table
+
+    merge(folder)
+    sweep = load_sweep(folder)
+    print(f"merged into {Path(folder) / 'manifest.jsonl'}")
+    print(summary_table([(i, it["experiment"]) for i, it in sweep.items.items()], sweep.records))
+    return 1 if any((sweep.records.get(i) or {}).get("status") != "ok" for i in sweep.items) else 0
+
+
+def run(args) -> int:
+    if args.merge:
+        if args.experiments or args.vary or args.file:
+            raise InvalidParams("--merge DIR consolidates an existing sweep: give it alone")
+        return _merge(args.merge, args.quiet)
+
+    from ..sweep import manifest as mf
+    from ..sweep.plan import describe, shard
+    from ..sweep.runner import Launch, default_loader, run_sweep, say, summary_table
+
+    plan = build_plan(args)
+    out = Path(args.out) if args.out else _default_out(args)
+    launch = Launch.from_env()
+    if args.dry_run:
+        print(describe(plan))
+        records = mf.merged_records(out) if out.is_dir() else {}
+        done = sum(1 for i in plan.items if mf.record_is_valid(out, records.get(i.id)))
+        if done:
+            print(f"{out}: {done} of {len(plan.items)} images already done (a run resumes from there)")
+        if launch.sharded:
+            print(f"rank {launch.rank} of {launch.world_size}: {len(shard(plan.items, launch.rank, launch.world_size))} images")
+        return 0
+
+    device = args.device
+    if device is None and launch.sharded:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{launch.local_rank % torch.cuda.device_count()}"
+    say(plan.step_mapping, args.quiet)
+    loader = default_loader(args.model, args.gguf, device, args.quiet)
+    outcome = run_sweep(plan, out, loader=loader, model=args.model or defaults.MODEL_ID, launch=launch,
+                        quiet=args.quiet, merge=not args.no_merge)
+    print(summary_table([(i.id, i.experiment) for i in outcome.items], outcome.records))
+    print(f"sweep folder: {out}")
+    sys.stdout.flush()
+    return 1 if outcome.any_failed else 0

@@ -1,0 +1,245 @@
+"""Any grid: `--vary KEY=V1,V2,...` (with A1111 X/Y/Z-plot ranges) and TOML experiment files.
+
+    --vary steps=1-15 (+2)        1, 3, 5, ..., 15         (a range with a step)
+    --vary guidance=0-1 [5]       0, 0.25, 0.5, 0.75, 1    (a range with a count)
+    --vary "prompt=a cat, \"a dog, sitting\""  (values are CSV: quote one that holds a comma)
+
+A TOML file (read with the standard library's tomllib):
+
+    name = "fox"                       # folder and experiment name (default: the file's stem)
+    title = "Fox: steps x guidance"
+    prompts = ["a red fox", "a blue fox"]   # or prompt = "..."; several prompts become an axis
+    [params]                           # fixed: steps, guidance, seed, size/width/height, aspect, megapixels, quant, rng
+    seed = 42
+    size = "512x512"
+    [axes]                             # in order x, y, z; a list or a range string
+    steps = "4-12 (+4)"
+    guidance = [0, 0.5]
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+from .. import defaults, geometry
+from ..errors import InvalidParams
+from ..params import GenerationParams, parse_seed
+from .plan import Experiment, make_item
+
+# key -> the name used in file names
+KEYS = {
+    "prompt": "P", "negative_prompt": "N", "steps": "STEP", "guidance": "G", "seed": "SEED",
+    "size": "", "width": "W", "height": "H", "aspect": "AR", "megapixels": "MP", "quant": "", "rng": "RNG",
+}
+ALIASES = {"cfg": "guidance", "cfg_scale": "guidance", "negative": "negative_prompt", "negative-prompt": "negative_prompt",
+           "seeds": "seed", "step": "steps", "ar": "aspect", "mp": "megapixels", "precision": "quant"}
+NUMERIC = {"steps": int, "seed": int, "width": int, "height": int, "guidance": float, "megapixels": float}
+
+# A1111's X/Y/Z plot range syntax (modules/scripts/xyz_grid.py), written out here because it ships in no
+# package: "a-b", "a-b (+s)", "a-b [n]".
+_NUM = r"[+-]?\s*\d+(?:\.\d*)?(?:[eE][+-]?\d+)?"
+_RANGE_STEP = re.compile(rf"^\s*({_NUM})\s*-\s*({_NUM})\s*(?:\(\s*({_NUM})\s*\))?\s*$")
+_RANGE_COUNT = re.compile(rf"^\s*({_NUM})\s*-\s*({_NUM})\s*\[\s*(\d+)\s*\]\s*$")
+_SAFE = re.compile(r"[^A-Za-z0-9.+-]+")
+
+
+def canonical_key(key: str) -> str:
+    key = key.strip().lower().replace(" ", "_")
+    key = ALIASES.get(key, key)
+    if key not in KEYS:
+        raise InvalidParams(f"cannot vary {key!r}: choose from {', '.join(KEYS)}")
+    return key
+
+
+def _num(text: str, kind: type) -> int | float:
+    text = text.replace(" ", "")
+    value = float(text)
+    if kind is int:
+        if not value.is_integer():
+            raise InvalidParams(f"{text} is not a whole number")
+        return int(value)
+    return value
+
+
+def expand_range(text: str, kind: type) -> list[int | float] | None:
+    """'1-15 (+2)' -> [1, 3, ..., 15]; '0-1 [5]' -> [0, .25, .5, .75, 1]; None when `text` is no range."""
+    m = _RANGE_COUNT.match(text)
+    if m:
+        start, end, count = _num(m.group(1), float), _num(m.group(2), float), int(m.group(3))
+        if count < 1:
+            raise InvalidParams(f"range {text!r}: the count in [ ] must be at least 1")
+        if count == 1:
+            values = [start]
+        else:
+            values = [start + (end - start) * k / (count - 1) for k in range(count)]
+        return [int(round(v)) for v in values] if kind is int else [round(v, 10) for v in values]
+    m = _RANGE_STEP.match(text)
+    if not m or re.fullmatch(rf"\s*{_NUM}\s*", text):
+        return None
+    start, end = _num(m.group(1), kind), _num(m.group(2), kind)
+    step = _num(m.group(3), kind) if m.group(3) else (1 if end >= start else -1)
+    if step == 0 or (end - start) * step < 0:
+        raise InvalidParams(f"range {text!r}: the step {step} never reaches {end} from {start}")
+    count = int((end - start) / step + 1e-9) + 1
+    values = [start + k * step for k in range(count)]
+    return [int(v) for v in values] if kind is int else [round(v, 10) for v in values]
+
+
+def _one(key: str, raw: Any) -> Any:
+    """One value of `key`, checked, in the form stored in the plan."""
+    try:
+        if key in ("steps", "width", "height"):
+            if isinstance(raw, bool):
+                raise ValueError
+            return _num(str(raw), int)
+        if key == "seed":
+            return parse_seed(raw if not isinstance(raw, str) else raw.strip())
+        if key in ("guidance", "megapixels"):
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(raw)
+    except (ValueError, TypeError):
+        raise InvalidParams(f"{key} value {raw!r} is not a number") from None
+    if not isinstance(raw, str):
+        raise InvalidParams(f"{key} value {raw!r} must be text")
+    if key == "size":
+        w, h = geometry.parse_size(raw)
+        return f"{w}x{h}"
+    if key == "aspect":
+        geometry.parse_aspect(raw)
+        return raw.strip()
+    if key == "quant":
+        if raw.strip() not in defaults.QUANTS:
+            raise InvalidParams(f"quant {raw!r} is not one of {', '.join(defaults.QUANTS)}")
+        return raw.strip()
+    if key == "rng" and raw.strip() not in ("cuda", "cpu"):
+        raise InvalidParams(f"rng {raw!r} must be cuda or cpu")
+    return raw.strip() if key == "rng" else raw
+
+
+def parse_values(key: str, raw: Any) -> list[Any]:
+    """An axis's values from a CSV string with ranges (--vary, TOML strings) or a TOML list."""
+    key = canonical_key(key)
+    if isinstance(raw, str):
+        pieces = next(csv.reader([raw], skipinitialspace=True), [])
+        values: list[Any] = []
+        for piece in pieces:
+            kind = NUMERIC.get(key)
+            expanded = expand_range(piece, kind) if kind else None
+            values.extend(expanded if expanded is not None else [piece])
+    elif isinstance(raw, list):
+        values = list(raw)
+    else:
+        values = [raw]
+    values = [_one(key, v) for v in values]
+    if not values:
+        raise InvalidParams(f"--vary {key}= has no values: e.g. --vary {key}=1,2,3")
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise InvalidParams(f"{key} value {v!r} is listed twice; each value of an axis must differ")
+        seen.add(v)
+    return values
+
+
+def parse_vary(text: str) -> tuple[str, list[Any]]:
+    """'steps=1-15 (+2)' -> ('steps', [1, 3, ..., 15])."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise InvalidParams(f"--vary {text!r} is not KEY=V1,V2,... (e.g. --vary steps=4,8 or --vary guidance=\"0-1 [5]\")")
+    return canonical_key(key), parse_values(key, raw)
+
+
+def _label(key: str, value: Any, index: int) -> str:
+    if key in ("prompt", "negative_prompt"):
+        return f"{KEYS[key]}{index + 1}"
+    text = str(value).replace(":", "x")
+    return _SAFE.sub("-", f"{KEYS[key]}{text}")
+
+
+def _params(values: dict[str, Any], where: str) -> tuple[GenerationParams, str]:
+    values = dict(values)
+    quant = values.pop("quant", "bf16")
+    size, aspect, mp = values.pop("size", None), values.pop("aspect", None), values.pop("megapixels", None)
+    if aspect is not None:
+        values["width"], values["height"] = geometry.size_for_aspect(aspect, mp or 1.0)
+    elif size is not None:
+        values["width"], values["height"] = geometry.parse_size(size)
+    elif mp is not None:
+        values["width"], values["height"] = geometry.size_for_aspect(1.0, mp)
+    if "prompt" not in values:
+        raise InvalidParams(f"{where}: no prompt (give --prompt, --prompt-file, or prompt = \"...\" in the file)")
+    try:
+        return GenerationParams(**values), quant
+    except InvalidParams as exc:
+        raise InvalidParams(f"{where}: {exc}") from None
+
+
+def build_grid(name: str, prompts: list[str], fixed: dict[str, Any], axes: list[tuple[str, list[Any]]],
+               title: str | None = None) -> Experiment:
+    """The grid over `axes` (x varies fastest, then y, then z...) with `fixed` params; several prompts
+    become one more (outermost) axis."""
+    if not _SAFE.sub("", name) or "/" in name or name.startswith("."):
+        raise InvalidParams(f"experiment name {name!r} must be a plain folder name, e.g. fox-grid")
+    fixed = {canonical_key(k): _one(canonical_key(k), v) for k, v in fixed.items()}
+    axes = [(canonical_key(k), v) for k, v in axes]
+    keys = [k for k, _ in axes]
+    if len(set(keys)) != len(keys):
+        raise InvalidParams(f"{', '.join(sorted({k for k in keys if keys.count(k) > 1}))} varied twice: give each key once")
+    if "prompt" not in keys:
+        if len(prompts) > 1:
+            axes.append(("prompt", list(prompts)))
+        elif prompts:
+            fixed["prompt"] = prompts[0]
+    if "seed" not in fixed and "seed" not in [k for k, _ in axes]:
+        fixed["seed"] = defaults.SWEEP_SEED  # a sweep must be reproducible: never a random seed
+    items = []
+    order = list(reversed(axes))  # product() varies its last factor fastest: make that x
+    for combo in itertools.product(*(list(enumerate(v)) for _, v in order)):
+        picked = {k: (i, v) for (k, _), (i, v) in zip(order, combo)}
+        values = {**fixed, **{k: v for k, (_, v) in picked.items()}}
+        labels = [_label(k, *reversed(picked[k])) for k, _ in axes]
+        stem = "_".join(labels) or "image"
+        params, quant = _params(values, f"{name}/{stem}")
+        axes_values = {k: picked[k][1] for k, _ in axes}
+        items.append(make_item(name, f"{name}/{stem}.png", params, quant, axes_values))
+    knob = ",".join(keys[:3]) if keys else "none"
+    axes_title = " x ".join(k for k, _ in axes) or "one image"
+    return Experiment(name, title or f"Grid: {axes_title}", knob, "grid", axes, items)
+
+
+def load_toml(path: str | Path, prompts: list[str] | None = None, fixed: dict[str, Any] | None = None) -> Experiment:
+    """An experiment file. Prompts and params given on the command line fill what the file leaves out."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidParams(f"experiment file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidParams(f"experiment file {path} is not valid TOML: {exc}") from None
+    known = {"name", "title", "prompt", "prompts", "negative_prompt", "params", "axes"}
+    unknown = set(data) - known
+    if unknown:
+        raise InvalidParams(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; the file holds {', '.join(sorted(known))}")
+    file_prompts = data.get("prompts") or ([data["prompt"]] if "prompt" in data else [])
+    if not isinstance(file_prompts, list) or not all(isinstance(p, str) for p in file_prompts):
+        raise InvalidParams(f"{path}: prompts must be a list of strings")
+    params = dict(fixed or {})
+    table = data.get("params", {})
+    if not isinstance(table, dict):
+        raise InvalidParams(f"{path}: [params] must be a table of fixed settings")
+    params.update(table)
+    if "negative_prompt" in data:
+        params["negative_prompt"] = data["negative_prompt"]
+    axes_table = data.get("axes", {})
+    if not isinstance(axes_table, dict):
+        raise InvalidParams(f"{path}: [axes] must be a table, e.g. steps = [4, 8]")
+    axes = [(canonical_key(k), parse_values(k, v)) for k, v in axes_table.items()]
+    return build_grid(str(data.get("name") or path.stem), file_prompts or list(prompts or []), params, axes,
+                      data.get("title"))

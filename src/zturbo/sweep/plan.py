@@ -1,0 +1,192 @@
+"""What a sweep makes: Items grouped into Experiments, a Plan over them, plan.json and the dry-run estimate.
+
+An item is one image: its params, its quant, its file (relative to the sweep folder) and its place on
+the experiment's axes. Its id is its file path without ".png", so ids are unique, readable and stable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from .. import defaults
+from ..errors import InvalidParams
+from ..params import GenerationParams
+from .manifest import PLAN_VERSION
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    id: str
+    experiment: str
+    file: str
+    params: GenerationParams
+    quant: str
+    axes: dict[str, Any]
+    row: str | None = None
+
+    def to_plan(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "file": self.file, "params": self.params.to_dict(),
+                "quant": self.quant, "axes": self.axes, "row": self.row}
+
+    @property
+    def megapixels(self) -> float:
+        return self.params.width * self.params.height / defaults.MEGAPIXEL
+
+    @property
+    def cost(self) -> float:
+        """Relative work: transformer evaluations x megapixels (guidance > 0 runs two per pass), plus a
+        decode. Used to balance shards and estimate time; never shown as a measurement."""
+        evals = self.params.steps * (2 if self.params.uses_cfg else 1)
+        return (evals * defaults.SWEEP_EST_PASS_S_PER_MP + defaults.SWEEP_EST_DECODE_S_PER_MP) * self.megapixels
+
+
+def make_item(experiment: str, file: str, params: GenerationParams, quant: str, axes: dict[str, Any],
+              row: str | None = None) -> Item:
+    if not file.endswith(".png"):
+        raise ValueError(f"item file must be a .png path, got {file!r}")
+    return Item(file[: -len(".png")], experiment, file, params, quant, axes, row)
+
+
+@dataclasses.dataclass
+class Experiment:
+    name: str
+    title: str
+    knob: str
+    layout: str  # row | seeds | aspect | resolution | quant | grid
+    axes: list[tuple[str, list[Any]]]
+    items: list[Item]
+
+    def to_plan(self) -> dict[str, Any]:
+        return {"name": self.name, "title": self.title, "knob": self.knob, "layout": self.layout,
+                "axes": [{"key": k, "values": list(v)} for k, v in self.axes],
+                "items": [i.id for i in self.items]}
+
+
+@dataclasses.dataclass
+class Plan:
+    experiments: list[Experiment]
+    prompt_default: str
+    step_mapping: str
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [e.name for e in self.experiments]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise InvalidParams(f"experiment name(s) {', '.join(sorted(dup))} used twice: give each a different name")
+        seen: dict[str, Item] = {}
+        for exp in self.experiments:
+            for item in exp.items:
+                other = seen.setdefault(item.id, item)
+                if other is not item and other != item:
+                    raise InvalidParams(f"two different images would be written to {item.file}: rename an experiment")
+
+    @property
+    def items(self) -> list[Item]:
+        """Every item once, in plan order (the quant experiment shares its bf16 column with the others)."""
+        out: dict[str, Item] = {}
+        for exp in self.experiments:
+            for item in exp.items:
+                out.setdefault(item.id, item)
+        return list(out.values())
+
+    def to_json(self, existing: dict[str, Any] | None = None) -> dict[str, Any]:
+        """plan.json. Experiments of an earlier plan in the same folder that this one does not redo are
+        kept, so `sweep steps` then `sweep seeds` into one folder leaves a plan holding both."""
+        experiments, items = [], {}
+        mine = {e.name for e in self.experiments}
+        if existing:
+            for exp in existing.get("experiments", []):
+                if exp["name"] not in mine:
+                    experiments.append(exp)
+                    for item_id in exp["items"]:
+                        if item_id in existing.get("items", {}):
+                            items[item_id] = existing["items"][item_id]
+        for exp in self.experiments:
+            experiments.append(exp.to_plan())
+        for item in self.items:
+            items[item.id] = item.to_plan()
+        return {"version": PLAN_VERSION, "prompt_default": self.prompt_default, "step_mapping": self.step_mapping,
+                "model": self.model, "experiments": experiments, "items": items}
+
+    def estimate(self, pending: list[Item] | None = None) -> dict[str, Any]:
+        """Item count, distinct shapes, rough time (bf16 on an H200-class GPU) and worst-case disk."""
+        items = self.items if pending is None else pending
+        shapes = sorted({(i.params.width, i.params.height) for i in items}, key=lambda s: (s[0] * s[1], s))
+        quants = sorted({i.quant for i in items}, key=quant_order)
+        return {
+            "items": len(items),
+            "shapes": shapes,
+            "quants": quants,
+            "prompts": len({i.params.prompt for i in items}),
+            "seconds": sum(i.cost for i in items) + defaults.SWEEP_EST_LOAD_S * len(quants),
+            "bytes": estimated_bytes(items),
+        }
+
+
+def estimated_bytes(items: list[Item]) -> int:
+    return math.ceil(sum(i.params.width * i.params.height * defaults.SWEEP_PNG_BYTES_PER_PIXEL for i in items))
+
+
+def quant_order(q: str) -> tuple[int, str]:
+    """bf16 first, then q8, q4, q2, then anything else (a --gguf file)."""
+    return (defaults.QUANTS.index(q) if q in defaults.QUANTS else len(defaults.QUANTS), q)
+
+
+def shard(items: list[Item], rank: int, world_size: int) -> list[Item]:
+    """This rank's items, deterministically: the most expensive first, each to the least-loaded rank
+    (ties to the lower rank), per precision so every process loads each precision at most once and the
+    work is balanced even when sizes differ (the resolution ladder). Returned in plan order."""
+    if world_size <= 1:
+        return list(items)
+    if not 0 <= rank < world_size:
+        raise InvalidParams(f"rank {rank} is outside 0..{world_size - 1} (check RANK and WORLD_SIZE)")
+    position = {item.id: n for n, item in enumerate(items)}
+    mine: set[str] = set()
+    for quant in sorted({i.quant for i in items}, key=quant_order):
+        load = [0.0] * world_size
+        group = sorted((i for i in items if i.quant == quant), key=lambda i: (-i.cost, position[i.id]))
+        for item in group:
+            r = min(range(world_size), key=lambda k: (load[k], k))
+            load[r] += item.cost
+            if r == rank:
+                mine.add(item.id)
+    return [i for i in items if i.id in mine]
+
+
+def format_seconds(s: float) -> str:
+    if s < 60:
+        return f"{s:.1f} s"
+    s = int(round(s))
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def describe(plan: Plan, pending: list[Item] | None = None) -> str:
+    """The --dry-run text."""
+    est = plan.estimate(pending)
+    lines = []
+    for exp in plan.experiments:
+        axes = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in exp.axes)
+        lines.append(f"  {exp.name:<11} {len(exp.items):>4} images  {exp.title}  ({axes})")
+    shapes = ", ".join(f"{w}x{h}" for w, h in est["shapes"])
+    lines += [
+        f"{est['items']} images, {len(est['shapes'])} distinct shapes ({shapes}), {est['prompts']} prompt(s), "
+        f"precision(s): {', '.join(est['quants'])} (one model load each)",
+        f"estimated time: {format_seconds(est['seconds'])} on an H200-class GPU at bf16 (DESIGN.md anchors; "
+        "GGUF quants ~1.25x slower, a CPU far slower)",
+        f"estimated disk: {format_bytes(est['bytes'])} at most",
+        plan.step_mapping,
+    ]
+    return "\n".join(lines)

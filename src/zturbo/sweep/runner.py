@@ -1,0 +1,305 @@
+"""Run a Plan into a folder: one model load per precision, nothing lost, resumable, sharded.
+
+- An image's record is appended to the manifest only after its PNG is on disk (atomic write, fsync).
+- Re-running resumes: an item whose last record is ok, whose PNG still has the recorded sha256 and whose
+  params match the plan is skipped; everything else is (re)made.
+- One failing item (bad value, out of memory, NaN) is recorded as failed and the sweep goes on; a
+  precision that cannot be loaded fails its items and the sweep goes on with the next one.
+- Free disk is checked before the first image; a full disk stops the sweep with the manifest whole.
+- Under `accelerate launch` (or torchrun: RANK / WORLD_SIZE / LOCAL_RANK), each process makes its share
+  of the items (plan.shard) and appends to manifest.rank<N>.jsonl; rank 0 merges when all are done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import gc
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import defaults
+from ..atomic import write_text_atomic
+from ..errors import Cancelled, DiskFull, InvalidParams, ZTurboError
+from ..metadata import save_png
+from . import manifest as mf
+from .plan import Item, Plan, estimated_bytes, format_bytes, format_seconds, quant_order, shard
+
+EngineLoader = Callable[[str], Any]  # quant -> Engine
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """Which process this is among how many (accelerate launch and torchrun set these variables)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Launch:
+        env = os.environ if env is None else env
+        try:
+            world = int(env.get("WORLD_SIZE", "1"))
+            rank = int(env.get("RANK", "0"))
+            local = int(env.get("LOCAL_RANK", str(rank)))
+        except ValueError:
+            raise InvalidParams("RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers") from None
+        if world < 1 or not 0 <= rank < world:
+            raise InvalidParams(f"RANK {rank} is outside 0..WORLD_SIZE-1 (WORLD_SIZE {world})")
+        return cls(rank, world, local)
+
+    @property
+    def sharded(self) -> bool:
+        return self.world_size > 1
+
+
+@dataclasses.dataclass
+class Outcome:
+    items: list[Item]  # the items this process reports on (the whole plan on rank 0 after a merge)
+    made: int = 0
+    skipped: int = 0
+    failed: int = 0
+    records: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def any_failed(self) -> bool:
+        return any((self.records.get(i.id) or {}).get("status") != "ok" for i in self.items)
+
+
+def default_loader(model: str | None, gguf: str | None, device: str | None, quiet: bool) -> EngineLoader:
+    def load(quant: str):
+        from ..engine import Engine
+
+        say(f"loading {model or defaults.MODEL_ID} ({quant}) ...", quiet)
+        if quant == "gguf":
+            return Engine.load(model=model or defaults.MODEL_ID, gguf=gguf, device=device)
+        return Engine.load(model=model or defaults.MODEL_ID, quant=quant, device=device)
+
+    return load
+
+
+def say(msg: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _matches(item: Item, record: dict[str, Any] | None, model: str | None) -> bool:
+    """Does a record describe this item as planned now (same params, precision, model)?"""
+    if not record or record.get("quant") != item.quant:
+        return False
+    want, got = item.params.to_dict(), dict(record.get("params") or {})
+    if want.get("rng") is None:  # the engine picked the rng and recorded its choice
+        got.pop("rng", None)
+        want.pop("rng", None)
+    if got != want:
+        return False
+    return model is None or (record.get("model") or {}).get("model") == model
+
+
+def _clean_temp_files(folder: Path, items: list[Item]) -> None:
+    """Temp files a killed process left behind for these items (only ours: another rank may be writing)."""
+    for item in items:
+        target = folder / item.file
+        if target.parent.is_dir():
+            for stale in target.parent.glob(f".{target.name}.*.part"):
+                stale.unlink(missing_ok=True)
+
+
+def check_disk(folder: Path, items: list[Item]) -> None:
+    need = estimated_bytes(items) + defaults.SWEEP_DISK_MARGIN_BYTES
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise DiskFull(f"{len(items)} images need up to {format_bytes(need)} but {folder} has {format_bytes(free)} "
+                       "free: free some space or choose another --out")
+
+
+def _disk_full(exc: OSError) -> bool:
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _record(item: Item, status: str, *, error: str | None = None, file: str | None = None, sha: str | None = None,
+            recipe: dict[str, Any] | None = None, engine: Any = None, seconds: float = 0.0, rank: int | None = None):
+    recipe = recipe or {}
+    timings = recipe.get("timings", {})
+    return {
+        "id": item.id, "experiment": item.experiment, "status": status, "error": error, "file": file, "sha256": sha,
+        "params": recipe.get("params", item.params.to_dict()), "quant": item.quant, "axes": item.axes, "row": item.row,
+        "passes": recipe.get("passes"), "timings": timings,
+        "seconds": round(sum(timings.values()), 4) if timings else round(seconds, 4),
+        "peak_memory_gb": recipe.get("peak_memory_gb"),
+        "device": recipe.get("device") or getattr(engine, "device_name", None),
+        "versions": recipe.get("versions") or getattr(engine, "versions", None) or {},
+        "model": recipe.get("model") or (engine.info.to_dict() if engine is not None else {}),
+        "warnings": recipe.get("warnings", []), "rank": rank, "finished_at": mf.now_iso(),
+    }
+
+
+def _marker(folder: Path, rank: int) -> Path:
+    return folder / f".rank{rank}.done"
+
+
+def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, model: str | None = None,
+              launch: Launch | None = None, quiet: bool = False, merge: bool = True,
+              poll_seconds: float = 1.0) -> Outcome:
+    """Make every item of `plan` (this process's share of it) into `folder`; see the module docstring."""
+    from tqdm import tqdm
+
+    launch = launch or Launch()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rank = launch.rank if launch.sharded else None
+    mine = shard(plan.items, launch.rank, launch.world_size)
+    if launch.sharded:
+        _marker(folder, launch.rank).unlink(missing_ok=True)
+
+    records = mf.merged_records(folder)
+    pending = [i for i in mine if not (_matches(i, records.get(i.id), model) and mf.record_is_valid(folder, records[i.id]))]
+    outcome = Outcome(items=mine, skipped=len(mine) - len(pending))
+    check_disk(folder, pending)
+    mf.write_plan(folder, plan.to_json(mf.read_plan(folder)))
+    _clean_temp_files(folder, pending)
+    who = f"rank {launch.rank}/{launch.world_size}: " if launch.sharded else ""
+    say(f"{who}{len(mine)} images in this sweep{' shard' if launch.sharded else ''}: {outcome.skipped} already done, "
+        f"{len(pending)} to make", quiet)
+
+    bar = tqdm(total=len(pending), unit="img", desc=f"rank {launch.rank}" if launch.sharded else "sweep",
+               disable=quiet or not pending, file=sys.stderr, dynamic_ncols=True)
+    writer = mf.ManifestWriter(folder, rank)
+    finished = "stopped"
+    try:
+        for quant in sorted({i.quant for i in pending}, key=quant_order):
+            _run_precision(quant, [i for i in pending if i.quant == quant], loader, folder, writer, rank, bar, outcome)
+        finished = "done"
+    finally:
+        bar.close()
+        writer.close()
+        if launch.sharded:  # even when stopped, so that rank 0 does not wait for this rank forever
+            with contextlib.suppress(OSError):
+                write_text_atomic(_marker(folder, launch.rank), f"{finished} {mf.now_iso()}\n")
+
+    if launch.sharded:
+        if launch.rank == 0 and merge:
+            _wait_for_shards(folder, launch.world_size, quiet, poll_seconds)
+            mf.merge(folder)
+            say(f"merged {launch.world_size} manifest shards into {folder / mf.MANIFEST_FILE}", quiet)
+            outcome.items = plan.items
+    elif any(p.name != mf.MANIFEST_FILE for p in mf.manifest_files(folder)):
+        mf.merge(folder)  # shards from an earlier sharded run: fold them in
+    outcome.records = mf.merged_records(folder)
+    return outcome
+
+
+def _run_precision(quant: str, group: list[Item], loader: EngineLoader, folder: Path, writer: mf.ManifestWriter,
+                   rank: int | None, bar, outcome: Outcome) -> None:
+    """One model load, then every item of this precision; the engine is freed before the next load."""
+    try:
+        bar.set_postfix_str(f"loading {quant}")
+        engine = loader(quant)
+    except ZTurboError as exc:
+        bar.write(f"cannot load {quant}: {exc}; its {len(group)} images are recorded as failed", file=sys.stderr)
+        for item in group:
+            _append(writer, _record(item, "failed", error=f"loading {quant}: {exc}", rank=rank))
+            outcome.failed += 1
+            bar.update(1)
+        return
+    for item in group:
+        bar.set_postfix_str(item.id[-40:])
+        ok = _make(item, engine, folder, writer, rank, bar)
+        outcome.made += ok
+        outcome.failed += not ok
+        bar.update(1)
+    if hasattr(engine, "free_memory"):
+        engine.free_memory()
+    del engine
+    gc.collect()
+
+
+def _append(writer: mf.ManifestWriter, record: dict[str, Any]) -> None:
+    try:
+        writer.append(record)
+    except OSError as exc:
+        if _disk_full(exc):
+            raise DiskFull(f"the disk is full: stopped before recording {record['id']}; the manifest is intact. "
+                           "Free some space and run the same command again to resume") from None
+        raise
+
+
+def _make(item: Item, engine: Any, folder: Path, writer: mf.ManifestWriter, rank: int | None, bar) -> bool:
+    t0 = time.perf_counter()
+    try:
+        result = engine.generate(item.params)
+    except Cancelled:
+        raise
+    except ZTurboError as exc:
+        if hasattr(engine, "free_memory"):
+            engine.free_memory()
+        bar.write(f"failed: {item.id}: {exc}", file=sys.stderr)
+        _append(writer, _record(item, "failed", error=str(exc), engine=engine, seconds=time.perf_counter() - t0, rank=rank))
+        return False
+    recipe = dict(result.recipes[0], sweep={"id": item.id, "experiment": item.experiment, "axes": item.axes})
+    bad = "NaN or inf in the latents" if recipe.get("nan") else "an all-black image" if recipe.get("black") else None
+    if bad:
+        bar.write(f"failed: {item.id}: {bad}", file=sys.stderr)
+        _append(writer, _record(item, "failed", error=bad, recipe=recipe, engine=engine, rank=rank))
+        return False
+    target = folder / item.file
+    try:
+        save_png(result.image, target, recipe)
+    except OSError as exc:
+        if _disk_full(exc):
+            raise DiskFull(f"the disk is full: stopped at {item.file}; the manifest is intact. "
+                           "Free some space and run the same command again to resume") from None
+        raise
+    _append(writer, _record(item, "ok", file=item.file, sha=mf.sha256_of(target), recipe=recipe, engine=engine, rank=rank))
+    return True
+
+
+def _wait_for_shards(folder: Path, world_size: int, quiet: bool, poll_seconds: float) -> None:
+    """Rank 0 waits until every rank has finished or stopped (each removes its marker when it starts and
+    writes it when it ends)."""
+    last_note = time.monotonic()
+    while True:
+        waiting = [r for r in range(world_size) if not _marker(folder, r).exists()]
+        if not waiting:
+            return
+        if time.monotonic() - last_note > 60:
+            say(f"waiting for rank(s) {', '.join(map(str, waiting))} to finish (Ctrl-C is safe: run "
+                f"`zturbo sweep --merge {folder}` later)", quiet)
+            last_note = time.monotonic()
+        time.sleep(poll_seconds)
+
+
+def summary_table(items: list[tuple[str, str]], records: dict[str, dict[str, Any]]) -> str:
+    """One line per experiment: images, ok, failed, pending, seconds per image, total seconds.
+    `items` are (item id, experiment) pairs in plan order."""
+    rows = [("experiment", "images", "ok", "failed", "pending", "s/image", "total")]
+    by_exp: dict[str, list[str]] = {}
+    for item_id, experiment in items:
+        by_exp.setdefault(experiment, []).append(item_id)
+    total = [0, 0, 0, 0, 0.0]
+    for name, group in by_exp.items():
+        recs = [records.get(i) for i in group]
+        ok = [r for r in recs if r and r.get("status") == "ok"]
+        failed = sum(1 for r in recs if r and r.get("status") == "failed")
+        secs = sum(r.get("seconds") or 0 for r in ok)
+        rows.append((name, str(len(group)), str(len(ok)), str(failed), str(len(group) - len(ok) - failed),
+                     f"{secs / len(ok):.2f}" if ok else "-", format_seconds(secs)))
+        for k, v in enumerate((len(group), len(ok), failed, len(group) - len(ok) - failed, secs)):
+            total[k] += v
+    rows.append(("all", str(total[0]), str(total[1]), str(total[2]), str(total[3]),
+                 f"{total[4] / total[1]:.2f}" if total[1] else "-", format_seconds(total[4])))
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    failed = [(i, records[i].get("error")) for i, _ in items if (records.get(i) or {}).get("status") == "failed"]
+    for item_id, error in failed[:10]:
+        lines.append(f"failed: {item_id}: {error}")
+    if len(failed) > 10:
+        lines.append(f"... and {len(failed) - 10} more failed (see the manifest)")
+    return "\n".join(lines)
