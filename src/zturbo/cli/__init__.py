@@ -11,7 +11,6 @@ from ..errors import ZTurboError
 # subcommand -> module in this package; each module defines HELP, add_arguments(p) and run(args) -> int
 COMMANDS = {
     "generate": "generate",
-    "serve": "serve",
     "sweep": "sweep",
 }
 
