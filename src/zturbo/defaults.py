@@ -50,3 +50,16 @@ SWEEP_DISK_MARGIN_BYTES = 64 * 2**20  # room kept free beyond the estimate
 SWEEP_EST_PASS_S_PER_MP = 0.148
 SWEEP_EST_DECODE_S_PER_MP = 0.087
 SWEEP_EST_LOAD_S = 30.0
+
+# --- zturbo serve (issue 8) ---
+SERVER_HOST = "127.0.0.1"  # loopback unless told otherwise (DESIGN.md conventions)
+SERVER_PORT = 7860
+SERVER_QUEUE_BOUND = 16  # jobs waiting behind the running one; more get HTTP 503
+SERVER_RETRY_AFTER_S = 5  # Retry-After on a 503 (queue full)
+SERVER_MAX_BODY_BYTES = 64 * 1024  # request body cap: a prompt is text, 64 KiB is plenty
+SERVER_MAX_IMAGES = 4  # images per request (n)
+SERVER_HISTORY_PAGE = 24  # images per /api/history page (max 200)
+SERVER_JOBS_KEPT = 500  # finished jobs remembered in memory (images stay in the history)
+SERVER_PREVIEW_PX = 96  # longest side of a pass preview (JPEG data URL)
+SERVER_SHUTDOWN_GRACE_S = 10.0  # how long shutdown waits for the cancelled job to stop
+SERVER_HISTORY_DB = "history.sqlite"  # in the output folder, beside the images

@@ -1,0 +1,90 @@
+"""zturbo serve: the local image server and web UI."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import secrets
+import sys
+
+from .. import defaults
+from ..errors import InvalidParams
+from . import common
+
+HELP = "run the local image server and web UI (OpenAI-compatible API, job queue, live progress)"
+DESCRIPTION = f"""Serve Z-Image-Turbo on this machine: a web UI at http://127.0.0.1:{defaults.SERVER_PORT}/, an
+OpenAI-compatible POST /v1/images/generations, and a job API with live progress (/docs lists it).
+
+examples:
+  zturbo serve                                  # loopback only, port {defaults.SERVER_PORT}
+  zturbo serve --model tiny --out /tmp/zt       # offline demo model (noise by design)
+  zturbo serve --quant q8 --port 8000
+  zturbo serve --host 0.0.0.0 --token "$(openssl rand -hex 16)" --allow-origin http://mybox:{defaults.SERVER_PORT}
+
+secure by default: loopback only; Host and Origin headers must name this server (or an
+--allow-origin), so other websites cannot drive it; with --token every API call needs
+'Authorization: Bearer TOKEN' (the web UI asks for it once). One GPU worker runs the jobs in
+order; a full queue answers 503 with Retry-After. Images and history.sqlite go to --out."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    s = p.add_argument_group("server")
+    s.add_argument("--host", default=defaults.SERVER_HOST,
+                   help=f"address to bind (default {defaults.SERVER_HOST}: this machine only)")
+    s.add_argument("--port", type=int, default=defaults.SERVER_PORT, help=f"default {defaults.SERVER_PORT}")
+    s.add_argument("--token", default=None,
+                   help="require 'Authorization: Bearer TOKEN' on every API call ('random' prints a new one)")
+    s.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="another origin allowed to call the API, e.g. http://mybox:7860 (repeatable); its host "
+                        "name is then accepted in the Host header too, and CORS opens for it alone")
+    s.add_argument("--out", default=defaults.OUTPUT_DIR,
+                   help=f"output folder for images and history.sqlite (default ./{defaults.OUTPUT_DIR}/)")
+    s.add_argument("--queue", type=int, default=defaults.SERVER_QUEUE_BOUND,
+                   help=f"jobs allowed to wait (default {defaults.SERVER_QUEUE_BOUND}); more get HTTP 503")
+    s.add_argument("--max-megapixels", type=float, default=defaults.MAX_MEGAPIXELS,
+                   help=f"refuse sizes above this (default {defaults.MAX_MEGAPIXELS:g})")
+    common.add_model_arguments(p)
+
+
+def warnings_for(host: str, token: str | None) -> list[str]:
+    from ..server.security import is_loopback
+
+    if is_loopback(host) or token:
+        return []
+    return [
+        "!" * 78,
+        f"WARNING: bound to {host} WITHOUT --token: anyone who can reach this port can run the GPU,",
+        "read every image and fill the disk. Add --token (e.g. --token random), or bind 127.0.0.1.",
+        "!" * 78,
+    ]
+
+
+def _engine(args):
+    # pass every model option load_engine knows (the options grow: --fast, --memory, ...)
+    accepted = inspect.signature(common.load_engine).parameters
+    return common.load_engine(**{k: getattr(args, k) for k in accepted if hasattr(args, k)})
+
+
+def run(args) -> int:
+    if not 1 <= args.port <= 65535:
+        raise InvalidParams(f"--port {args.port} is outside 1..65535")
+    if args.queue < 1:
+        raise InvalidParams(f"--queue must be at least 1, got {args.queue}")
+    token = secrets.token_urlsafe(18) if args.token == "random" else args.token
+    if token is not None and not token.strip():
+        raise InvalidParams("--token is empty")
+    from ..server import create_app
+    from ..server.runner import make_server
+
+    engine = _engine(args)
+    app = create_app(engine, args.out, token=token, allow_origins=args.allow_origin, bound_host=args.host,
+                     queue_bound=args.queue, max_megapixels=args.max_megapixels)
+    for line in warnings_for(args.host, token):
+        print(line, file=sys.stderr)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"zturbo serving {engine.info.label} on http://{host}:{args.port}/  (API docs: /docs; Ctrl-C stops)",
+          file=sys.stderr, flush=True)
+    if args.token == "random":
+        print(f"token: {token}", file=sys.stderr, flush=True)
+    make_server(app, args.host, args.port).run()
+    return 0

@@ -1,0 +1,290 @@
+"""The app factory: create_app(engine, out_dir, ...) -> FastAPI.
+
+Routes (all JSON unless said):
+  GET  /                           the web UI (static/, plain HTML/CSS/JS)
+  GET  /docs, /openapi.json        API docs (rendered by our own page: no CDN)
+  GET  /api/health                 model, precision, device, queue, limits, size presets
+  POST /api/jobs                   queue a job -> 202 {id, ...}; 503 + Retry-After when full
+  GET  /api/jobs/{id}              its state
+  GET  /api/jobs/{id}/events       server-sent events: queued, started, step (with preview), done/failed/cancelled
+  DELETE /api/jobs/{id}            cancel (queued or running); nothing of it is written
+  GET  /api/images/{name}          a PNG from the output folder (never anything outside it)
+  GET  /api/history                newest first, paged, each image with its recipe and CLI command
+  POST /v1/images/generations      OpenAI-compatible, waits for the images
+  GET  /v1/models                  the one loaded model, for OpenAI clients that list models
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import shlex
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from .. import __version__, defaults, geometry
+from ..errors import InvalidParams
+from .history import History
+from .jobs import CANCELLED, DONE, JobQueue, QueueFull
+from .schemas import JobRequest, OpenAIImageRequest, to_params
+from .security import BodyTooLarge, SecurityMiddleware, normalize_origin
+
+STATIC = resources.files("zturbo.server") / "static"
+ASPECTS = ("1:1", "4:3", "3:4", "3:2", "2:3", "16:9", "9:16")
+MEGAPIXELS = (0.25, 0.5, 1.0, 2.0)
+
+
+def error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
+    """One error shape for both APIs: OpenAI's {"error": {...}} plus FastAPI's {"detail"}."""
+    return JSONResponse({"detail": message, "error": {"message": message, "type": kind}}, status, headers=headers)
+
+
+def safe_image_path(out_dir: Path, name: str) -> Path | None:
+    """The PNG called `name` inside out_dir, after resolving links; None for anything else."""
+    if not name or "/" in name or "\\" in name or "\0" in name or name.startswith(".") or not name.endswith(".png"):
+        return None
+    root = out_dir.resolve()
+    try:
+        path = (root / name).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not path.is_relative_to(root) or not path.is_file():
+        return None
+    return path
+
+
+def cli_command(recipe: dict[str, Any]) -> str:
+    """The `zturbo generate` line that makes this image again."""
+    p, m = recipe["params"], recipe.get("model", {})
+    args = ["zturbo", "generate", p["prompt"], "--seed", str(p["seed"]), "--steps", str(p["steps"]),
+            "--size", f"{p['width']}x{p['height']}"]
+    if p.get("guidance"):
+        args += ["--guidance", f"{p['guidance']:g}"]
+    if p.get("negative_prompt"):
+        args += ["--negative-prompt", p["negative_prompt"]]
+    if p.get("rng"):
+        args += ["--rng", p["rng"]]
+    if m.get("model") and m["model"] != defaults.MODEL_ID:
+        args += ["--model", m["model"]]
+    if m.get("quant") == "gguf" and m.get("weights_file"):
+        args += ["--gguf", m["weights_file"]]
+    elif m.get("quant") and m["quant"] != "bf16":
+        args += ["--quant", m["quant"]]
+    return shlex.join(args)
+
+
+def history_item(row: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    p = row["recipe"]["params"]
+    return {
+        "id": row["id"], "name": row["name"], "url": f"/api/images/{row['name']}", "job_id": row["job_id"],
+        "created": row["created"], "seed": str(p["seed"]), "prompt": p["prompt"], "width": p["width"],
+        "height": p["height"], "steps": p["steps"], "guidance": p["guidance"],
+        "missing": not (out_dir / row["name"]).is_file(),
+        "command": cli_command(row["recipe"]), "recipe": row["recipe"],
+    }
+
+
+def remove_partial_files(out_dir: Path) -> None:
+    """Temp files of atomic writes cut short by a crash (atomic.py names them .NAME.png.XXXX.part)."""
+    for p in out_dir.glob(".*.png.*.part"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str | None = None,
+               allow_origins: list[str] | tuple[str, ...] = (), bound_host: str | None = defaults.SERVER_HOST,
+               queue_bound: int = defaults.SERVER_QUEUE_BOUND, max_body: int = defaults.SERVER_MAX_BODY_BYTES,
+               max_megapixels: float = defaults.MAX_MEGAPIXELS, previews: bool = True) -> FastAPI:
+    try:
+        allow_origins = [normalize_origin(o) for o in allow_origins]
+    except ValueError as exc:
+        raise InvalidParams(f"--allow-origin: {exc}") from None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_partial_files(out_dir)
+    history = History(out_dir)
+    jobs = JobQueue(engine, out_dir, history, bound=queue_bound, previews=previews)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        jobs.start()
+        try:
+            yield
+        finally:
+            # cancel what is queued and running; the worker writes nothing half-done
+            await asyncio.get_running_loop().run_in_executor(None, jobs.shutdown)
+            history.close()
+
+    app = FastAPI(title="zturbo", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Z-Image-Turbo on your own GPU: an OpenAI-compatible image API, a job queue "
+                              "with live progress, and a web UI at /.")
+    app.state.jobs, app.state.history, app.state.engine, app.state.out_dir = jobs, history, engine, out_dir
+    if allow_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        # added first, so it sits inside the security middleware: only allowlisted origins reach it
+        app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(SecurityMiddleware, token=token, allow_origins=allow_origins, bound_host=bound_host,
+                       max_body=max_body)
+
+    # -- errors ---------------------------------------------------------------------------------
+    @app.exception_handler(InvalidParams)
+    async def _invalid(_, exc):
+        return error(422, str(exc), "invalid_request_error")
+
+    @app.exception_handler(RequestValidationError)
+    async def _schema(_, exc):
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        return error(422, "; ".join(parts) or "invalid request", "invalid_request_error")
+
+    @app.exception_handler(QueueFull)
+    async def _full(_, exc):
+        return error(503, str(exc), "queue_full", {"Retry-After": str(defaults.SERVER_RETRY_AFTER_S)})
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_, exc):
+        return error(413, f"request body over {max_body} bytes", "body_too_large")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_, exc):
+        return error(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "http_error")
+
+    def job_or_404(job_id: str):
+        job = jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id!r} (finished jobs are forgotten after a restart; "
+                                     "their images stay in /api/history)")
+        return job
+
+    def submit(req) -> Any:
+        params, n = to_params(req, max_megapixels)
+        device = getattr(engine, "device", None)
+        if params.rng == "cuda" and device is not None and device.type != "cuda":
+            raise InvalidParams(f"rng 'cuda' needs a CUDA device; this server runs on {device.type}: use rng 'cpu'")
+        return jobs.submit(params, n)
+
+    # -- the web UI and docs --------------------------------------------------------------------
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(str(STATIC / "index.html"))
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return FileResponse(str(STATIC / "docs.html"))
+
+    # -- native API -----------------------------------------------------------------------------
+    @app.get("/api/health", summary="Model, precision, device, queue and limits")
+    async def health():
+        info = engine.info
+        return {
+            "status": "ok", "version": __version__, "model": info.to_dict(), "label": info.label,
+            "precision": info.quant if info.quant != "bf16" else info.dtype,
+            "device": getattr(engine, "device_name", "unknown"), "queue": jobs.stats(),
+            "images": history.count(),
+            "defaults": {"steps": defaults.STEPS, "guidance": defaults.GUIDANCE,
+                         "width": defaults.WIDTH, "height": defaults.HEIGHT},
+            "limits": {"min_steps": defaults.MIN_STEPS, "max_steps": defaults.MAX_STEPS,
+                       "max_images": defaults.SERVER_MAX_IMAGES, "max_megapixels": max_megapixels,
+                       "size_multiple": defaults.SIZE_MULTIPLE, "max_body_bytes": max_body},
+            "presets": {a: {f"{mp:g}": list(geometry.size_for_aspect(a, mp)) for mp in MEGAPIXELS} for a in ASPECTS},
+        }
+
+    @app.post("/api/jobs", status_code=202, summary="Queue a generation job")
+    async def create_job(req: JobRequest):
+        return submit(req).view()
+
+    @app.get("/api/jobs/{job_id}", summary="A job's state")
+    async def get_job(job_id: str):
+        return job_or_404(job_id).view()
+
+    @app.delete("/api/jobs/{job_id}", summary="Cancel a queued or running job (its output is discarded)")
+    async def cancel_job(job_id: str):
+        job = job_or_404(job_id)
+        if not jobs.cancel(job):
+            return error(409, f"job {job_id} already {job.state}", "conflict")
+        return {"id": job.id, "state": job.state, "cancel_requested": True}
+
+    @app.get("/api/jobs/{job_id}/events", summary="Live progress as server-sent events")
+    async def job_events(job_id: str, request: Request):
+        job = job_or_404(job_id)
+
+        async def stream():
+            ev = job.watch()
+            index = 0
+            try:
+                yield f"event: state\ndata: {json.dumps(job.view())}\n\n"
+                while True:
+                    for e in job.events_since(index):
+                        index += 1
+                        yield f"event: {e['event']}\ndata: {json.dumps(e['data'])}\n\n"
+                    if job.finished and not job.events_since(index):
+                        return
+                    try:
+                        await asyncio.wait_for(ev.wait(), timeout=15)
+                    except asyncio.TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        yield ": keep-alive\n\n"
+                    ev.clear()
+            finally:
+                job.unwatch(ev)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get("/api/images/{name}", summary="An image from the output folder", response_class=FileResponse)
+    async def image(name: str):
+        path = safe_image_path(out_dir, name)
+        if path is None:
+            raise HTTPException(404, "no such image")
+        return FileResponse(str(path), media_type="image/png")
+
+    @app.get("/api/history", summary="Generated images, newest first, with recipes")
+    async def get_history(offset: int = Query(0, ge=0),
+                          limit: int = Query(defaults.SERVER_HISTORY_PAGE, ge=1, le=200)):
+        items = [history_item(r, out_dir) for r in history.page(offset, limit)]
+        total = history.count()
+        return {"total": total, "offset": offset, "limit": limit, "items": items,
+                "next_offset": offset + len(items) if offset + len(items) < total else None}
+
+    # -- OpenAI-compatible ----------------------------------------------------------------------
+    @app.post("/v1/images/generations", summary="OpenAI-compatible image generation (waits for the result)")
+    async def openai_generate(req: OpenAIImageRequest, request: Request):
+        job = submit(req)
+        await job.wait_finished()
+        if job.state == CANCELLED:
+            return error(409, "the job was cancelled (DELETE /api/jobs/{id}, or the server is stopping)", "cancelled")
+        if job.state != DONE:
+            return error(500, job.error or "generation failed", job.error_type or "generation_failed")
+        data = []
+        for name, recipe in zip(job.images, job.recipes):
+            item: dict[str, Any] = {"revised_prompt": recipe["params"]["prompt"], "seed": str(recipe["params"]["seed"])}
+            if req.response_format == "url":
+                item["url"] = str(request.base_url) + f"api/images/{name}"
+            else:
+                item["b64_json"] = base64.b64encode((out_dir / name).read_bytes()).decode("ascii")
+            data.append(item)
+        return {"created": int(job.created), "data": data, "job_id": job.id}
+
+    @app.get("/v1/models", summary="The loaded model (for OpenAI clients that list models)")
+    async def models():
+        return {"object": "list", "data": [{"id": engine.info.model, "object": "model", "created": int(time.time()),
+                                            "owned_by": "zturbo"}]}
+
+    return app

@@ -1,0 +1,269 @@
+"""The job queue: one worker thread owns the engine (one GPU, one generation at a time).
+
+A job is accepted only if the queue has room (else QueueFull -> HTTP 503). The worker takes jobs
+in order, reports every pass as an event, and saves a job's images only when all of them are
+done: a cancelled or failed job leaves nothing on disk. Any error fails that job alone.
+
+Events reach async code (SSE streams, the OpenAI endpoint waiting for its result) through
+asyncio.Events set with loop.call_soon_threadsafe: no polling, no thread per waiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as _dt
+import logging
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import defaults
+from ..errors import Cancelled, OutOfMemory, ZTurboError
+from ..params import GenerationParams
+from .history import History
+from .preview import preview_data_url
+
+log = logging.getLogger("zturbo.server")
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+
+
+class QueueFull(Exception):
+    pass
+
+
+class Job:
+    def __init__(self, params: GenerationParams, n: int):
+        self.id = secrets.token_hex(8)
+        self.params = params
+        self.n = n
+        self.state = QUEUED
+        self.created = time.time()
+        self.started: float | None = None
+        self.finished_at: float | None = None
+        self.step = 0  # passes done over all n images
+        self.total = params.steps * n
+        self.images: list[str] = []
+        self.recipes: list[dict[str, Any]] = []
+        self.error: str | None = None
+        self.error_type: str | None = None
+        self.cancel_requested = threading.Event()
+        self._lock = threading.Lock()
+        self._events: list[dict[str, Any]] = []
+        self._watchers: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    def seeds(self) -> list[int]:
+        return [(self.params.seed + i) % (defaults.MAX_SEED + 1) for i in range(self.n)]
+
+    def view(self) -> dict[str, Any]:
+        """What GET /api/jobs/{id} returns. Seeds as strings: JSON numbers lose precision above 2^53."""
+        return {
+            "id": self.id, "state": self.state, "step": self.step, "total": self.total, "n": self.n,
+            "seed": str(self.params.seed), "params": {**self.params.to_dict(), "seed": str(self.params.seed)},
+            "images": [{"name": n, "url": f"/api/images/{n}", "seed": str(r["params"]["seed"])}
+                       for n, r in zip(self.images, self.recipes)],
+            "error": self.error, "error_type": self.error_type,
+            "created": self.created, "started": self.started, "finished": self.finished_at,
+        }
+
+    # -- events ---------------------------------------------------------------------------------
+    def emit(self, kind: str, **data: Any) -> None:
+        with self._lock:
+            if kind == "step" and self._events and self._events[-1]["event"] == "step":
+                self._events[-1]["data"].pop("preview", None)  # keep only the latest preview in memory
+            self._events.append({"event": kind, "data": {"id": self.id, "state": self.state, **data}})
+            watchers = list(self._watchers)
+        for loop, ev in watchers:
+            try:
+                loop.call_soon_threadsafe(ev.set)
+            except RuntimeError:  # that loop is closed: its waiter is gone
+                pass
+
+    def events_since(self, index: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._events[index:]
+
+    def watch(self) -> asyncio.Event:
+        ev = asyncio.Event()
+        with self._lock:
+            self._watchers.append((asyncio.get_running_loop(), ev))
+        return ev
+
+    def unwatch(self, ev: asyncio.Event) -> None:
+        with self._lock:
+            self._watchers = [w for w in self._watchers if w[1] is not ev]
+
+    async def wait_finished(self) -> None:
+        ev = self.watch()
+        try:
+            while not self.finished:
+                await ev.wait()
+                ev.clear()
+        finally:
+            self.unwatch(ev)
+
+
+def image_name(job: Job, index: int, seed: int) -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}_{seed}_{job.id}-{index}.png"
+
+
+class JobQueue:
+    """A bounded FIFO of jobs and the one worker thread that runs them."""
+
+    def __init__(self, engine, out_dir: Path, history: History, bound: int = defaults.SERVER_QUEUE_BOUND,
+                 previews: bool = True):
+        self.engine = engine
+        self.out_dir = Path(out_dir)
+        self.history = history
+        self.bound = bound
+        self.previews = previews
+        self.jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
+        self.running: Job | None = None
+        self.completed = 0
+        self.failed = 0
+        self._pending: collections.deque[Job] = collections.deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._work, name="zturbo-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # -- the API side ---------------------------------------------------------------------------
+    def submit(self, params: GenerationParams, n: int = 1) -> Job:
+        job = Job(params, n)
+        with self._cond:
+            if self._stopping:
+                raise QueueFull("the server is shutting down")
+            if len(self._pending) >= self.bound:
+                raise QueueFull(f"the queue is full ({self.bound} jobs waiting): retry later")
+            self._pending.append(job)
+            self._remember(job)
+            position = len(self._pending)
+            self._cond.notify()
+        job.emit("queued", position=position)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._cond:
+            return self.jobs.get(job_id)
+
+    def cancel(self, job: Job) -> bool:
+        """Cancel a queued or running job; False if it had already finished."""
+        with self._cond:
+            if job.finished:
+                return False
+            job.cancel_requested.set()
+            if job.state == QUEUED:
+                self._pending.remove(job)
+                self._finish(job, CANCELLED)
+                return True
+        return True  # running: the worker stops it at the end of the current pass
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            return {"waiting": len(self._pending), "bound": self.bound,
+                    "running": self.running.id if self.running else None,
+                    "completed": self.completed, "failed": self.failed}
+
+    def shutdown(self, timeout: float = defaults.SERVER_SHUTDOWN_GRACE_S) -> None:
+        """Refuse new jobs, cancel the waiting ones and the running one, and wait for the worker."""
+        self.begin_shutdown()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def begin_shutdown(self) -> None:
+        with self._cond:
+            self._stopping = True
+            while self._pending:
+                job = self._pending.popleft()
+                job.cancel_requested.set()
+                self._finish(job, CANCELLED)
+            if self.running is not None:
+                self.running.cancel_requested.set()
+            self._cond.notify_all()
+
+    # -- the worker side ------------------------------------------------------------------------
+    def _remember(self, job: Job) -> None:
+        self.jobs[job.id] = job
+        while len(self.jobs) > defaults.SERVER_JOBS_KEPT:
+            oldest = next(iter(self.jobs.values()))
+            if not oldest.finished:
+                break
+            self.jobs.popitem(last=False)
+
+    def _finish(self, job: Job, state: str, error: str | None = None, error_type: str | None = None) -> None:
+        job.state, job.error, job.error_type = state, error, error_type
+        job.finished_at = time.time()
+        job.emit(state, images=list(job.images), error=error, error_type=error_type)
+
+    def _next(self) -> Job | None:
+        with self._cond:
+            while not self._pending and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return None
+            job = self._pending.popleft()
+            job.state, job.started = RUNNING, time.time()
+            self.running = job
+            return job
+
+    def _work(self) -> None:
+        while True:
+            job = self._next()
+            if job is None:
+                return
+            job.emit("started")
+            try:
+                self._run(job)
+            except Cancelled:
+                self._end(job, CANCELLED)
+            except ZTurboError as exc:
+                self._end(job, FAILED, str(exc), "out_of_memory" if isinstance(exc, OutOfMemory) else "generation_failed")
+            except Exception as exc:  # a bug must fail this job, never the worker
+                log.exception("job %s failed", job.id)
+                self._end(job, FAILED, f"{type(exc).__name__}: {exc}", "server_error")
+            else:
+                self._end(job, DONE)
+
+    def _end(self, job: Job, state: str, error: str | None = None, error_type: str | None = None) -> None:
+        with self._cond:
+            self.running = None
+            if state == DONE:
+                self.completed += 1
+            elif state == FAILED:
+                self.failed += 1
+            self._finish(job, state, error, error_type)
+
+    def _run(self, job: Job) -> None:
+        if job.cancel_requested.is_set():
+            raise Cancelled("cancelled before it started")
+        results = []
+        for i, seed in enumerate(job.seeds()):
+            done_before = i * job.params.steps
+
+            def on_step(step: int, total: int, latents, i=i, done_before=done_before) -> None:
+                job.step = done_before + step
+                extra = {"preview": preview_data_url(latents)} if self.previews else {}
+                job.emit("step", step=job.step, total=job.total, image=i, image_step=step, image_steps=total, **extra)
+
+            p = job.params if i == 0 else job.params.replace(seed=seed)
+            results.append(self.engine.generate(p, on_step=on_step, should_cancel=job.cancel_requested.is_set))
+        # all images made: only now does anything touch the disk (atomically, one file at a time)
+        if job.cancel_requested.is_set():
+            raise Cancelled("cancelled")
+        for i, result in enumerate(results):
+            name = image_name(job, i, result.params[0].seed)
+            result.save([self.out_dir / name])
+            self.history.add(name, job.id, result.recipes[0])
+            job.images.append(name)
+            job.recipes.append(result.recipes[0])

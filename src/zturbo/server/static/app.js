@@ -1,0 +1,429 @@
+// zturbo web UI: plain JS, no build step. Every call goes through api() so that a --token server
+// works the same way (the token lives in localStorage; images are fetched as blobs with it).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  health: null, aspect: "1:1", mp: "1", job: null, offset: 0, selected: [], items: new Map(),
+  blobs: new Map(),
+};
+
+// ---- API -------------------------------------------------------------------------------------
+function authHeaders() {
+  const t = localStorage.getItem("zturbo-token");
+  return t ? { Authorization: "Bearer " + t } : {};
+}
+
+async function api(path, opts = {}) {
+  const res = await fetch(path, { ...opts, headers: { ...authHeaders(), ...(opts.headers || {}) } });
+  if (res.status === 401) {
+    askToken();
+    throw new Error("this server needs a token");
+  }
+  return res;
+}
+
+async function apiJson(path, opts = {}) {
+  const res = await api(path, opts);
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.detail || `HTTP ${res.status}`);
+  return body;
+}
+
+function askToken() {
+  const d = $("token-dialog");
+  if (!d.open) d.showModal();
+}
+
+$("token-form").addEventListener("submit", () => {
+  localStorage.setItem("zturbo-token", $("token").value.trim());
+  init();
+});
+
+async function imageUrl(name) {
+  // a blob URL made with the auth header (an <img src> cannot send one)
+  if (state.blobs.has(name)) return state.blobs.get(name);
+  const res = await api("/api/images/" + encodeURIComponent(name));
+  if (!res.ok) throw new Error("image " + name + " is missing");
+  const url = URL.createObjectURL(await res.blob());
+  state.blobs.set(name, url);
+  return url;
+}
+
+function message(text, kind = "") {
+  const m = $("message");
+  m.textContent = text;
+  m.className = kind;
+  m.setAttribute("role", kind === "error" ? "alert" : "status");
+}
+
+// ---- the form ----------------------------------------------------------------------------------
+function fillDefaults(h) {
+  $("model").textContent = h.label;
+  $("precision").textContent = h.precision;
+  $("device").textContent = h.device;
+  $("steps").value = h.defaults.steps;
+  $("steps").min = h.limits.min_steps;
+  $("steps").max = h.limits.max_steps;
+  $("guidance").value = h.defaults.guidance;
+  $("n").max = h.limits.max_images;
+  $("width").value = h.defaults.width;
+  $("height").value = h.defaults.height;
+  const aspects = $("aspects");
+  aspects.replaceChildren();
+  for (const a of Object.keys(h.presets)) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = a;
+    b.dataset.aspect = a;
+    b.setAttribute("aria-pressed", String(a === state.aspect));
+    b.addEventListener("click", () => { state.aspect = a; applyPreset(); });
+    aspects.append(b);
+  }
+  const mp = $("megapixels");
+  mp.replaceChildren();
+  for (const m of Object.keys(h.presets[state.aspect])) {
+    const o = document.createElement("option");
+    o.value = m;
+    o.textContent = m + " MP";
+    mp.append(o);
+  }
+  mp.value = state.mp;
+  showQueue(h.queue);
+}
+
+function applyPreset() {
+  const [w, h] = state.health.presets[state.aspect][state.mp];
+  $("width").value = w;
+  $("height").value = h;
+  for (const b of $("aspects").children) b.setAttribute("aria-pressed", String(b.dataset.aspect === state.aspect));
+}
+
+$("megapixels").addEventListener("change", (e) => { state.mp = e.target.value; applyPreset(); });
+for (const id of ["width", "height"]) {
+  // a typed size is the user's: no preset is highlighted any more
+  $(id).addEventListener("input", () => {
+    for (const b of $("aspects").children) b.setAttribute("aria-pressed", "false");
+  });
+}
+
+function seedLocked() { return $("seed-lock").getAttribute("aria-pressed") === "true"; }
+function setSeedLock(on) {
+  $("seed-lock").setAttribute("aria-pressed", String(on));
+  $("seed-lock").textContent = on ? "🔒 locked" : "🔓 random";
+}
+$("seed-lock").addEventListener("click", () => setSeedLock(!seedLocked()));
+$("seed").addEventListener("input", () => setSeedLock($("seed").value.trim() !== ""));
+$("seed-dice").addEventListener("click", () => {
+  const r = new Uint32Array(1);
+  crypto.getRandomValues(r);
+  $("seed").value = String(r[0]);
+  setSeedLock(true);
+});
+
+function numberOrText(v) {
+  // send what was typed; the server gives the same message as the CLI when it is wrong
+  const t = v.trim();
+  return t !== "" && !Number.isNaN(Number(t)) ? Number(t) : t;
+}
+
+function formRequest() {
+  const req = {
+    prompt: $("prompt").value,
+    negative_prompt: $("negative").value,
+    steps: numberOrText($("steps").value),
+    guidance: numberOrText($("guidance").value),
+    n: numberOrText($("n").value),
+    width: numberOrText($("width").value),
+    height: numberOrText($("height").value),
+  };
+  if (seedLocked() && $("seed").value.trim() !== "") req.seed = $("seed").value.trim(); // a string: exact above 2^53
+  return req;
+}
+
+// ---- a job: submit, follow its events, cancel ---------------------------------------------------
+$("gen-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (state.job) return;
+  message("");
+  let job;
+  try {
+    const res = await api("/api/jobs", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(formRequest()),
+    });
+    job = await res.json().catch(() => ({}));
+    if (res.status === 503) throw new Error((job.detail || "the queue is full") + ` (retry in ${res.headers.get("Retry-After")} s)`);
+    if (!res.ok) throw new Error(job.detail || `HTTP ${res.status}`);
+  } catch (err) {
+    message(err.message, "error");
+    return;
+  }
+  state.job = job;
+  if (!seedLocked()) $("seed").value = job.seed;
+  $("generate").disabled = true;
+  $("cancel").disabled = false;
+  $("progress").hidden = false;
+  $("preview").hidden = true;
+  $("bar").max = job.total;
+  $("bar").value = 0;
+  setStatus("queued", "");
+  follow(job).catch((err) => finish({ state: "failed", error: err.message }));
+});
+
+$("cancel").addEventListener("click", async () => {
+  if (!state.job) return;
+  $("cancel").disabled = true;
+  setStatus("cancelling…", "");
+  try {
+    await api("/api/jobs/" + state.job.id, { method: "DELETE" });
+  } catch (err) {
+    message(err.message, "error");
+  }
+});
+
+function setStatus(text, count) {
+  $("status").textContent = text;
+  $("step-count").textContent = count;
+}
+
+async function follow(job) {
+  // server-sent events read with fetch (EventSource cannot send an Authorization header)
+  const res = await api(`/api/jobs/${job.id}/events`);
+  if (!res.ok) throw new Error(`events: HTTP ${res.status}`);
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      let event = "message", data = "";
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event: ")) event = line.slice(7);
+        else if (line.startsWith("data: ")) data += line.slice(6);
+      }
+      if (data) onEvent(event, JSON.parse(data));
+    }
+  }
+  if (state.job && state.job.id === job.id) {
+    const final = await apiJson("/api/jobs/" + job.id);
+    finish(final);
+  }
+}
+
+function onEvent(event, d) {
+  if (!state.job || d.id !== state.job.id) return;
+  if (event === "queued") setStatus(d.position > 1 ? `queued (${d.position} waiting)` : "queued", "");
+  else if (event === "started") setStatus("running", "");
+  else if (event === "step") {
+    $("bar").value = d.step;
+    const img = state.job.n > 1 ? ` · image ${d.image + 1}/${state.job.n}` : "";
+    setStatus("running", `pass ${d.image_step}/${d.image_steps}${img}`);
+    if (d.preview) {
+      $("preview").src = d.preview;
+      $("preview").hidden = false;
+    }
+  } else if (["done", "failed", "cancelled"].includes(event)) finish({ ...d, state: event });
+}
+
+async function finish(job) {
+  if (!state.job) return;
+  state.job = null;
+  $("generate").disabled = false;
+  $("cancel").disabled = true;
+  if (job.state === "done") {
+    setStatus("done", "");
+    $("bar").value = $("bar").max;
+    message(`saved ${job.images.length} image${job.images.length === 1 ? "" : "s"}`, "ok");
+    await loadHistory(true);
+  } else if (job.state === "cancelled") {
+    setStatus("cancelled", "");
+    message("cancelled: nothing was saved", "");
+  } else {
+    setStatus("failed", "");
+    message(job.error || "the job failed", "error");
+  }
+  refreshHealth();
+}
+
+// ---- history gallery -----------------------------------------------------------------------------
+async function loadHistory(reset) {
+  if (reset) {
+    state.offset = 0;
+    state.items.clear();
+    $("gallery").replaceChildren();
+  }
+  const page = await apiJson(`/api/history?offset=${state.offset}&limit=24`);
+  $("total").textContent = `(${page.total})`;
+  for (const item of page.items) addCard(item);
+  state.offset += page.items.length;
+  $("more").hidden = page.next_offset === null;
+  state.selected = state.selected.filter((n) => state.items.has(n));
+  syncSelection();
+}
+$("more").addEventListener("click", () => loadHistory(false));
+
+function addCard(item) {
+  state.items.set(item.name, item);
+  const fig = document.createElement("figure");
+  fig.className = "card";
+  fig.dataset.name = item.name;
+  const img = document.createElement("img");
+  img.alt = item.prompt || "(empty prompt)";
+  img.title = item.prompt;
+  img.addEventListener("click", () => openViewer(item));
+  if (!item.missing) imageUrl(item.name).then((u) => { img.src = u; }).catch(() => {});
+  const cap = document.createElement("figcaption");
+  const text = document.createElement("span");
+  text.className = "prompt";
+  text.textContent = `${item.width}×${item.height} · seed ${item.seed}`;
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.setAttribute("aria-label", "select for compare");
+  box.addEventListener("change", () => toggleSelect(item.name, box.checked));
+  cap.append(text, box);
+  fig.append(img, cap);
+  $("gallery").append(fig);
+}
+
+function toggleSelect(name, on) {
+  state.selected = state.selected.filter((n) => n !== name);
+  if (on) state.selected.push(name);
+  while (state.selected.length > 2) state.selected.shift(); // keep the last two ticked
+  syncSelection();
+}
+
+function syncSelection() {
+  for (const fig of $("gallery").children) {
+    const on = state.selected.includes(fig.dataset.name);
+    fig.classList.toggle("selected", on);
+    fig.querySelector("input").checked = on;
+  }
+  $("compare-btn").disabled = state.selected.length !== 2;
+  $("compare-btn").textContent = `Compare (${state.selected.length}/2)`;
+}
+
+// ---- viewer: recipe, download, copy the CLI command, reuse --------------------------------------
+let viewing = null;
+async function openViewer(item) {
+  viewing = item;
+  $("viewer-title").textContent = item.prompt || "(empty prompt)";
+  $("viewer-cmd").textContent = item.command;
+  const url = await imageUrl(item.name).catch(() => "");
+  $("viewer-img").src = url;
+  $("viewer-img").alt = item.prompt;
+  $("download").href = url;
+  $("download").download = item.name;
+  const r = item.recipe, p = r.params;
+  const rows = [
+    ["prompt", p.prompt], ["negative", p.negative_prompt || "—"], ["seed", item.seed],
+    ["size", `${p.width}×${p.height}`], ["steps", `${p.steps} (${r.passes} passes counted)`],
+    ["guidance", p.guidance], ["rng", p.rng], ["model", (r.model && r.model.label) || ""],
+    ["precision", r.model ? r.model.quant + (r.model.dtype ? " / " + r.model.dtype : "") : ""],
+    ["device", r.device], ["seconds", Object.entries(r.timings || {}).map(([k, v]) => `${k} ${v}`).join(", ")],
+    ["warnings", (r.warnings || []).join("; ") || "—"], ["file", item.name],
+  ];
+  const dl = $("viewer-recipe");
+  dl.replaceChildren();
+  for (const [k, v] of rows) {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = String(v ?? "");
+    dl.append(dt, dd);
+  }
+  $("viewer").showModal();
+}
+
+$("copy-cmd").addEventListener("click", async () => {
+  const text = viewing ? viewing.command : "";
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    const range = document.createRange(); // fallback: select it so Ctrl-C / long-press copies
+    range.selectNodeContents($("viewer-cmd"));
+    getSelection().removeAllRanges();
+    getSelection().addRange(range);
+    document.execCommand && document.execCommand("copy");
+  }
+  $("copy-cmd").textContent = "Copied ✓";
+  setTimeout(() => { $("copy-cmd").textContent = "Copy CLI command"; }, 1500);
+});
+
+$("reuse").addEventListener("click", () => {
+  const p = viewing.recipe.params;
+  $("prompt").value = p.prompt;
+  $("negative").value = p.negative_prompt || "";
+  $("steps").value = p.steps;
+  $("guidance").value = p.guidance;
+  $("width").value = p.width;
+  $("height").value = p.height;
+  $("seed").value = viewing.seed;
+  setSeedLock(true);
+  $("viewer").close();
+  $("prompt").focus();
+});
+
+// ---- compare two with a slider --------------------------------------------------------------------
+$("compare-btn").addEventListener("click", async () => {
+  const [a, b] = state.selected.map((n) => state.items.get(n));
+  $("cmp-a").src = await imageUrl(a.name);
+  $("cmp-b").src = await imageUrl(b.name);
+  $("cmp-a-label").textContent = `◀ A: seed ${a.seed} · ${a.steps} steps · g ${a.guidance}`;
+  $("cmp-b-label").textContent = `B: seed ${b.seed} · ${b.steps} steps · g ${b.guidance} ▶`;
+  $("compare-box").style.aspectRatio = `${a.width} / ${a.height}`;
+  $("cmp-slider").value = 50;
+  slide();
+  $("compare").showModal();
+});
+
+function slide() {
+  const v = Number($("cmp-slider").value);
+  $("cmp-a").style.clipPath = `inset(0 ${100 - v}% 0 0)`;
+  $("cmp-line").style.left = `${v}%`;
+}
+$("cmp-slider").addEventListener("input", slide);
+$("compare-box").addEventListener("pointermove", (e) => {
+  if (e.buttons !== 1 && e.pointerType === "mouse") return;
+  const r = e.currentTarget.getBoundingClientRect();
+  $("cmp-slider").value = Math.round(((e.clientX - r.left) / r.width) * 100);
+  slide();
+});
+
+for (const btn of document.querySelectorAll("[data-close]")) {
+  btn.addEventListener("click", () => btn.closest("dialog").close());
+}
+
+// ---- start ---------------------------------------------------------------------------------------------
+function showQueue(q) {
+  $("queue").textContent = `queue ${q.waiting}/${q.bound}` + (q.running ? " · busy" : "");
+}
+
+async function refreshHealth() {
+  try {
+    const h = await apiJson("/api/health");
+    state.health = h;
+    showQueue(h.queue);
+    return h;
+  } catch (err) {
+    return null;
+  }
+}
+
+async function init() {
+  try {
+    const h = await apiJson("/api/health");
+    state.health = h;
+    fillDefaults(h);
+    await loadHistory(true);
+    message("");
+  } catch (err) {
+    message(err.message, "error");
+  }
+}
+
+init();
