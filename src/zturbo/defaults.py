@@ -63,3 +63,11 @@ SERVER_JOBS_KEPT = 500  # finished jobs remembered in memory (images stay in the
 SERVER_PREVIEW_PX = 96  # longest side of a pass preview (JPEG data URL)
 SERVER_SHUTDOWN_GRACE_S = 10.0  # how long shutdown waits for the cancelled job to stop
 SERVER_HISTORY_DB = "history.sqlite"  # in the output folder, beside the images
+
+# --- zturbo report (issue 4) ---
+REPORT_DIR = "report"  # DIR/report/index.html beside the sweep's images
+REPORT_THUMB_PX = 512  # longest side of a thumbnail (WebP, JPEG where Pillow lacks WebP); originals are linked
+REPORT_THUMB_QUALITY = 85
+REPORT_CONVERGED_SSIM = 0.95  # steps: "converged" once a frame is this close (SSIM) to the last one
+REPORT_DUPLICATION_FLAG = 0.6  # resolution/aspect: self-similarity at or above this flags a possible repeat
+REPORT_ZOOM = 3.0  # the comparison slider's zoomed-region magnification ("head detail")

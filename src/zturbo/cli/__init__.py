@@ -12,6 +12,7 @@ from ..errors import ZTurboError
 COMMANDS = {
     "generate": "generate",
     "sweep": "sweep",
+    "report": "report",
     "serve": "serve",
 }
 

@@ -1,0 +1,212 @@
+"""Per-experiment measurements: which metric answers which of the article's questions, as captions
+under each frame, a chart or two and a table. Every number comes from the images (metrics.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+from PIL import Image
+
+from .. import defaults
+from . import metrics as M
+from . import svg
+from .sweepdir import Experiment, Item
+
+
+@dataclasses.dataclass
+class Analysis:
+    captions: dict[str, str] = dataclasses.field(default_factory=dict)  # item id -> numbers under the frame
+    flags: dict[str, str] = dataclasses.field(default_factory=dict)  # item id -> a warning
+    charts: list[str] = dataclasses.field(default_factory=list)  # inline SVG
+    headers: list[str] = dataclasses.field(default_factory=list)
+    rows: list[list[str]] = dataclasses.field(default_factory=list)
+    summary: str = ""
+    values: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)  # raw, for tests/JSON
+
+
+def kind(exp: Experiment) -> str:
+    """The article experiment this one is (by name, then knob, then layout); 'generic' otherwise."""
+    for key in (exp.name, exp.knob, exp.layout):
+        if key in ANALYSES:
+            return key
+    return {"seed": "seeds"}.get(exp.knob, "generic")
+
+
+def fmt_value(key: str, v) -> str:
+    if key == "guidance" and isinstance(v, (int, float)):
+        return f"{float(v):g}"
+    return str(v)
+
+
+def label(exp: Experiment, item: Item) -> str:
+    """What a reader calls this frame: '3 steps', 'guidance 0.5', 'seed 42', '16:9', 'Q8'."""
+    if not item.axes:
+        return item.id
+    parts = []
+    for key, v in item.axes.items():
+        v = fmt_value(key, v)
+        parts.append({"steps": f"{v} step" + ("" if str(v) == "1" else "s"), "guidance": f"guidance {v}", "seed": f"seed {v}",
+                      "quant": str(v).upper() if str(v) != "bf16" else "bf16"}.get(key, v if key in ("aspect", "size") else f"{key} {v}"))
+    return " · ".join(parts)
+
+
+def _ok(exp: Experiment, images: dict[str, Image.Image]) -> list[Item]:
+    return [it for it in exp.items if it.ok and it.id in images]
+
+
+def _f(v: float | None, digits: int = 3) -> str:
+    return svg.fmt(v, digits)
+
+
+def steps(exp, images, a: Analysis) -> None:
+    ok = _ok(exp, images)
+    if len(ok) < 2:
+        return
+    ref = ok[-1]
+    a.headers = ["frame", "SSIM to last", "PSNR dB", "MAD (0-255)"]
+    xs, s_ssim, s_mad = [], [], []
+    for it in ok:
+        im, rim = images[it.id], images[ref.id]
+        v = {"ssim": M.ssim(rim, im), "psnr": M.psnr(rim, im), "mad": M.mad(rim, im)}
+        a.values[it.id] = v
+        a.captions[it.id] = "reference (last)" if it is ref else f"SSIM {v['ssim']:.3f} · PSNR {_f(v['psnr'])} dB"
+        a.rows.append([label(exp, it), f"{v['ssim']:.4f}", _f(v["psnr"]), f"{v['mad']:.2f}"])
+        xs.append(label(exp, it).split(" ")[0])
+        s_ssim.append(v["ssim"])
+        s_mad.append(v["mad"])
+    a.charts += [svg.line_chart(f"SSIM of each frame to {label(exp, ref)}", xs, {"SSIM to last": s_ssim}, exp.knob),
+                 svg.line_chart(f"mean absolute difference to {label(exp, ref)}", xs, {"MAD": s_mad}, exp.knob)]
+    conv = next((it for it in ok if a.values[it.id]["ssim"] >= defaults.REPORT_CONVERGED_SSIM), ref)
+    a.summary = (f"Distance of each frame to the last ({label(exp, ref)}). First frame within SSIM "
+                 f"{defaults.REPORT_CONVERGED_SSIM} of it: {label(exp, conv)}.")
+
+
+def guidance(exp, images, a: Analysis) -> None:
+    ok = _ok(exp, images)
+    a.headers = ["frame", "RMS contrast", "mean saturation", "clipped fraction"]
+    xs, series = [], {"contrast": [], "saturation": [], "clipped": []}
+    for it in ok:
+        im = images[it.id]
+        v = {"contrast": M.rms_contrast(im), "saturation": M.mean_saturation(im), "clipped": M.clipped_fraction(im)}
+        a.values[it.id] = v
+        a.captions[it.id] = f"contrast {v['contrast']:.3f} · sat {v['saturation']:.3f} · clip {v['clipped']:.1%}"
+        a.rows.append([label(exp, it), f"{v['contrast']:.4f}", f"{v['saturation']:.4f}", f"{v['clipped']:.2%}"])
+        xs.append(fmt_value("guidance", next(iter(it.axes.values()), it.id)))
+        for k in series:
+            series[k].append(v[k])
+    if ok:
+        a.charts.append(svg.line_chart("RMS contrast, mean saturation and clipped fraction", xs, series, exp.knob))
+        a.summary = "The contrast-knob drift: luminance contrast, colour saturation and crushed/blown pixels per frame."
+
+
+def seeds(exp, images, a: Analysis) -> None:
+    rows: dict[str, list[Item]] = {}
+    for it in _ok(exp, images):
+        rows.setdefault(it.row or "all", []).append(it)
+    a.headers = ["row", "frames", "mean 1-SSIM (diversity)"]
+    means = []
+    for row, its in rows.items():
+        if len(its) < 2:
+            continue
+        m = M.pairwise_diversity([images[it.id] for it in its])
+        n = len(its)
+        mean = float(m.sum() / (n * (n - 1)))
+        means.append(f"{row} {mean:.3f}")
+        for i, it in enumerate(its):
+            own = float(m[i].sum() / (n - 1))
+            a.values[it.id] = {"diversity": own}
+            a.captions[it.id] = f"1-SSIM to others {own:.3f}"
+        a.values[f"row:{row}"] = {"mean_diversity": mean}
+        a.rows.append([row, str(n), f"{mean:.4f}"])
+        a.charts.append(svg.matrix(f"{row}: pairwise 1 - SSIM", [label(exp, it) for it in its], m.tolist()))
+    a.summary = ("Pairwise diversity (1 - SSIM; 0 = the same picture) within each row: " + ", ".join(means)
+                 + ". Rows of different shapes are not compared: a seed is not portable across shapes.") if means else ""
+
+
+def _detail_and_dup(exp, images, a: Analysis, chart: bool) -> None:
+    ok = _ok(exp, images)
+    a.headers = ["frame", "size", "MP", "HF energy / MP", "duplication"]
+    xs, hf, dup = [], [], []
+    for it in ok:
+        im = images[it.id]
+        v = {"mp": im.width * im.height / 1e6, "hf_per_mp": M.hf_energy_per_mp(im), "duplication": M.duplication_score(im)}
+        a.values[it.id] = v
+        a.captions[it.id] = f"{im.width}×{im.height} · HF/MP {_f(v['hf_per_mp'])} · dup {v['duplication']:.2f}"
+        if v["duplication"] >= defaults.REPORT_DUPLICATION_FLAG:
+            a.flags[it.id] = f"possible repeated subject (self-similarity {v['duplication']:.2f})"
+        a.rows.append([label(exp, it), f"{im.width}×{im.height}", f"{v['mp']:.3f}", _f(v["hf_per_mp"]), f"{v['duplication']:.3f}"])
+        xs.append(f"{v['mp'] * 1e6 / defaults.MEGAPIXEL:.2f}")
+        hf.append(v["hf_per_mp"])
+        dup.append(v["duplication"])
+    if ok and chart:
+        a.charts += [svg.line_chart("detail: high-frequency energy per megapixel", xs, {"HF/MP": hf}, "MP"),
+                     svg.line_chart("duplication score (self-similarity)", xs, {"dup": dup}, "MP")]
+    flagged = [label(exp, it) for it in ok if it.id in a.flags]
+    a.summary = (f"Detail per megapixel (summed squared Laplacian / MP) and a duplication score (best correlation "
+                 f"between the image and itself shifted; ≥ {defaults.REPORT_DUPLICATION_FLAG} is flagged). "
+                 + (f"Flagged: {', '.join(flagged)}." if flagged else "No frame is flagged."))
+
+
+def resolution(exp, images, a):
+    _detail_and_dup(exp, images, a, chart=True)
+
+
+def aspect(exp, images, a):
+    _detail_and_dup(exp, images, a, chart=False)
+
+
+def quant(exp, images, a: Analysis) -> None:
+    ok = _ok(exp, images)
+    if len(ok) < 2:
+        return
+    ref = next((it for it in ok if it.quant == "bf16"), ok[0])
+    a.headers = ["frame", f"SSIM vs {label(exp, ref)}", "PSNR dB", "composition drift"]
+    xs, s_ssim, s_drift = [], [], []
+    for it in ok:
+        im, rim = images[it.id], images[ref.id]
+        v = {"ssim": M.ssim(rim, im), "psnr": M.psnr(rim, im), "drift": M.composition_drift(rim, im)}
+        a.values[it.id] = v
+        a.captions[it.id] = "reference" if it is ref else f"SSIM {v['ssim']:.3f} · drift {v['drift']:.3f}"
+        a.rows.append([label(exp, it), f"{v['ssim']:.4f}", _f(v["psnr"]), f"{v['drift']:.4f}"])
+        xs.append(label(exp, it))
+        s_ssim.append(v["ssim"])
+        s_drift.append(v["drift"])
+    a.charts.append(svg.line_chart(f"similarity to {label(exp, ref)}", xs, {"SSIM": s_ssim, "drift": s_drift}, "quant"))
+    a.summary = (f"SSIM/PSNR against {label(exp, ref)}, and composition drift: the mean luminance difference of the "
+                 f"frames shrunk to {M.DRIFT_GRID}×{M.DRIFT_GRID} (detail noise vanishes there; a re-rolled picture does not).")
+
+
+def generic(exp, images, a: Analysis) -> None:
+    ok = _ok(exp, images)
+    a.headers = ["frame", "RMS contrast", "mean saturation", "HF energy / MP"]
+    for it in ok:
+        im = images[it.id]
+        v = {"contrast": M.rms_contrast(im), "saturation": M.mean_saturation(im), "hf_per_mp": M.hf_energy_per_mp(im)}
+        a.values[it.id] = v
+        a.captions[it.id] = f"contrast {v['contrast']:.3f} · sat {v['saturation']:.3f}"
+        a.rows.append([label(exp, it), f"{v['contrast']:.4f}", f"{v['saturation']:.4f}", _f(v["hf_per_mp"])])
+    a.summary = "Contrast, saturation and detail of each frame."
+
+
+ANALYSES: dict[str, Callable] = {
+    "steps": steps, "guidance": guidance, "seeds": seeds, "aspect": aspect,
+    "resolution": resolution, "quant": quant, "grid": generic,
+}
+
+
+def analyze(exp: Experiment, images: dict[str, Image.Image]) -> Analysis:
+    a = Analysis()
+    ANALYSES.get(kind(exp), generic)(exp, images, a)
+    for it in exp.items:
+        if it.status == "failed":
+            a.captions[it.id] = "failed"
+        elif not it.ok:
+            a.captions[it.id] = "not generated yet"
+    return a
+
+
+def finite(v: float | None) -> float | None:
+    """JSON has no infinity: identical frames' PSNR is sent as null and shown as ∞."""
+    return v if v is None or math.isfinite(v) else None

@@ -1,0 +1,174 @@
+"""zturbo report: a sweep folder -> DIR/report/index.html, its assets and thumbnails.
+
+    1. read the sweep (plan + merged manifests)       sweepdir.load
+    2. thumbnails (WebP, JPEG without WebP support)  thumbs/
+    3. measure every experiment from its pixels       analysis.analyze
+    4. write the page: static HTML + one JSON blob     page.render, assets/
+The page needs no server and no network: everything is relative to index.html.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import re
+import shlex
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+from PIL import Image, features
+
+from .. import __version__, defaults
+from ..atomic import write_text_atomic
+from . import analysis, learned, page
+from .sweepdir import Item, Sweep, load
+
+ASSETS = ("report.css", "report.js")
+
+
+def thumb_format() -> tuple[str, str]:
+    return ("WEBP", ".webp") if features.check("webp") else ("JPEG", ".jpg")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] + "-" + hashlib.sha1(name.encode()).hexdigest()[:6]
+
+
+def url(rel: str) -> str:
+    """A relative URL for a path relative to index.html (quoted: ids may hold ':' or spaces)."""
+    return "/".join(quote(part) for part in rel.split("/"))
+
+
+def make_thumb(image: Image.Image, src: Path, target: Path) -> None:
+    """Thumbnail at most REPORT_THUMB_PX on its long side; rebuilt only when the source is newer."""
+    if target.exists() and target.stat().st_mtime >= src.stat().st_mtime:
+        return
+    fmt, _ = thumb_format()
+    im = image.convert("RGB")
+    im.thumbnail((defaults.REPORT_THUMB_PX, defaults.REPORT_THUMB_PX), Image.Resampling.LANCZOS)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.part")
+    im.save(tmp, format=fmt, quality=defaults.REPORT_THUMB_QUALITY)
+    tmp.replace(target)
+
+
+def generate_command(item: Item) -> str:
+    """The `zturbo generate` line that reproduces this image."""
+    p, rec = item.params, item.record
+    model = (rec.get("model") or {}) if isinstance(rec.get("model"), dict) else {}
+    args = ["zturbo", "generate", shlex.quote(p.get("prompt", ""))]
+    if p.get("negative_prompt"):
+        args += ["--negative-prompt", shlex.quote(p["negative_prompt"])]
+    args += ["--seed", str(p.get("seed")), "--steps", str(p.get("steps")),
+             "--guidance", f"{float(p.get('guidance', 0)):g}", "--size", f"{p.get('width')}x{p.get('height')}"]
+    if item.quant in defaults.QUANTS:
+        args += ["--quant", item.quant]
+    elif model.get("weights_file"):
+        args += ["--gguf", shlex.quote(str(model["weights_file"]))]
+    if p.get("rng"):
+        args += ["--rng", str(p["rng"])]
+    mp = int(p.get("width", 0)) * int(p.get("height", 0)) / defaults.MEGAPIXEL
+    if mp > defaults.MAX_MEGAPIXELS:
+        args += ["--max-megapixels", f"{float(p.get('max_megapixels', mp)):g}"]
+    name = model.get("model")
+    if name and name != defaults.MODEL_ID:
+        args += ["--model", shlex.quote(str(name))]
+    return " ".join(args)
+
+
+def recipe_rows(item: Item) -> list[list[str]]:
+    """What the lightbox lists: the knobs, what really ran, and what it cost."""
+    p, rec = item.params, item.record
+    model = rec.get("model") if isinstance(rec.get("model"), dict) else {}
+    timings = rec.get("timings") or {}
+    rows = [
+        ("status", item.status + (f": {item.error}" if item.error else "")),
+        ("seed", p.get("seed")), ("steps", p.get("steps")), ("passes", rec.get("passes")),
+        ("guidance", p.get("guidance")), ("size", f"{p.get('width')}×{p.get('height')}"),
+        ("quant", item.quant), ("rng", p.get("rng")),
+        ("seconds", None if rec.get("seconds") is None else f"{rec['seconds']:.3f}"),
+        ("stages", ", ".join(f"{k} {v:.3f}s" for k, v in timings.items()) or None),
+        ("peak memory", None if rec.get("peak_memory_gb") is None else f"{rec['peak_memory_gb']:.2f} GB"),
+        ("device", rec.get("device")), ("model", (model or {}).get("label") or (model or {}).get("model")),
+        ("finished", rec.get("finished_at")), ("prompt", p.get("prompt")),
+        ("negative prompt", p.get("negative_prompt") or None),
+    ]
+    return [[k, str(v)] for k, v in rows if v is not None and v != ""]
+
+
+def find_trace(root: Path, out: Path) -> str | None:
+    """The trace page (issue: under the hood), relative to the report, when the sweep has one."""
+    preferred = root / "trace" / "trace.html"
+    found = preferred if preferred.is_file() else next(
+        (p for p in sorted(root.rglob("trace.html")) if out not in p.parents), None)
+    if found is None:
+        return None
+    return url("../" + found.relative_to(root).as_posix())
+
+
+def build_report(sweep_dir: str | Path, out: str | Path | None = None,
+                 progress: Callable[[str], None] | None = None) -> Path:
+    """Write the report for `sweep_dir` and return the path of its index.html."""
+    say = progress or (lambda _msg: None)
+    sweep = load(sweep_dir)
+    root = sweep.root
+    out = Path(out) if out else root / defaults.REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    rel_root = Path(*[".."] * len(out.resolve().relative_to(root.resolve()).parts)).as_posix() \
+        if out.resolve().is_relative_to(root.resolve()) else root.resolve().as_posix()
+    _, ext = thumb_format()
+
+    images: dict[str, Image.Image] = {}
+    data: dict[str, dict[str, Any]] = {}
+    for item in sweep.items.values():
+        entry = {"id": item.id, "status": item.status, "error": item.error, "experiment": item.experiment,
+                 "command": generate_command(item) if item.params.get("prompt") is not None else None,
+                 "recipe": recipe_rows(item)}
+        if item.ok:
+            try:
+                with Image.open(item.path) as im:
+                    im.load()
+                    images[item.id] = im.convert("RGB")
+            except OSError as exc:
+                item.status, item.error = "failed", f"unreadable image {item.file}: {exc}"
+                entry.update(status=item.status, error=item.error)
+            else:
+                thumb = f"thumbs/{_safe(item.experiment)}/{_safe(item.id)}{ext}"
+                make_thumb(images[item.id], item.path, out / thumb)
+                entry.update(thumb=url(thumb), full=url(f"{rel_root}/{item.file}"),
+                             w=images[item.id].width, h=images[item.id].height)
+        data[item.id] = entry
+    say(f"{len(images)} images read, thumbnails in {out / 'thumbs'}")
+
+    analyses = {}
+    for exp in sweep.experiments:
+        say(f"measuring {exp.name} ({len(exp.items)} frames)")
+        analyses[exp.name] = analysis.analyze(exp, images)
+        for item_id, caption in analyses[exp.name].captions.items():
+            if item_id in data:
+                data[item_id]["label"] = analysis.label(exp, sweep.items[item_id])
+                data[item_id]["caption"] = caption
+                data[item_id]["flag"] = analyses[exp.name].flags.get(item_id)
+
+    learned_status = learned.status()
+    html = page.render(
+        sweep=sweep, analyses=analyses, data=data, learned=learned_status,
+        trace=find_trace(root, out.resolve()),
+        built=f"zturbo {__version__}, {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+    )
+    assets = out / "assets"
+    assets.mkdir(exist_ok=True)
+    for name in ASSETS:
+        src = resources.files("zturbo.report") / "static" / name
+        write_text_atomic(assets / name, src.read_text(encoding="utf-8"))
+    index = write_text_atomic(out / "index.html", html)
+    say(f"report: {index}")
+    return index
+
+
+def remove_report(sweep_dir: str | Path) -> None:
+    shutil.rmtree(Path(sweep_dir) / defaults.REPORT_DIR, ignore_errors=True)

@@ -1,0 +1,108 @@
+"""Small inline SVG charts (no JS, no library): a line chart, a scatter plot and a matrix.
+Sized in CSS pixels; colours come from the page's CSS variables so the charts follow the theme."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+W, H = 300, 150
+PAD_L, PAD_R, PAD_T, PAD_B = 44, 10, 14, 30
+COLOURS = ("var(--c1)", "var(--c2)", "var(--c3)", "var(--c4)")
+
+
+def fmt(v: float | None, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float) and math.isinf(v):
+        return "∞"
+    if isinstance(v, float) and (abs(v) >= 10000 or (0 < abs(v) < 1e-3)):
+        return f"{v:.2e}"
+    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+def _finite(values):
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def _scale(lo: float, hi: float, a: float, b: float):
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5, hi + 0.5
+    return lambda v: a + (v - lo) * (b - a) / (hi - lo)
+
+
+def _frame(title: str, y_lo: float, y_hi: float, x_label: str) -> list[str]:
+    return [
+        f'<svg class="chart" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{escape(title)}">',
+        f'<title>{escape(title)}</title>',
+        f'<line class="axis" x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}"/>',
+        f'<line class="axis" x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}"/>',
+        f'<text class="tick" x="{PAD_L - 4}" y="{PAD_T + 4}" text-anchor="end">{escape(fmt(y_hi))}</text>',
+        f'<text class="tick" x="{PAD_L - 4}" y="{H - PAD_B}" text-anchor="end">{escape(fmt(y_lo))}</text>',
+        f'<text class="label" x="{(PAD_L + W - PAD_R) / 2}" y="{H - 2}" text-anchor="middle">{escape(x_label)}</text>',
+    ]
+
+
+def line_chart(title: str, x_labels: list[str], series: dict[str, list[float | None]], x_label: str = "") -> str:
+    """One line per series over categorical x positions; gaps where a value is None or infinite."""
+    values = _finite([v for s in series.values() for v in s])
+    if not values or not x_labels:
+        return ""
+    lo, hi = min(values), max(values)
+    sy = _scale(lo, hi, H - PAD_B, PAD_T)
+    n = len(x_labels)
+    sx = (lambda i: (PAD_L + W - PAD_R) / 2) if n == 1 else _scale(0, n - 1, PAD_L + 8, W - PAD_R - 8)
+    out = _frame(title, lo, hi, x_label)
+    for i, lab in enumerate(x_labels):
+        out.append(f'<text class="tick" x="{sx(i):.1f}" y="{H - PAD_B + 12}" text-anchor="middle">{escape(lab)}</text>')
+    for k, (name, ys) in enumerate(series.items()):
+        colour = COLOURS[k % len(COLOURS)]
+        pts = [(sx(i), sy(v)) for i, v in enumerate(ys) if v is not None and math.isfinite(v)]
+        if len(pts) > 1:
+            d = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+            out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{d}"/>')
+        out += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in pts]
+        if len(series) > 1:
+            out.append(f'<text class="legend" x="{PAD_L + 6 + 90 * k}" y="{PAD_T - 3}" fill="{colour}">{escape(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def scatter(title: str, points: list[tuple[float, float, str]], x_label: str, y_label: str) -> str:
+    """Points (x, y, tooltip) on linear axes from zero."""
+    pts = [(x, y, t) for x, y, t in points if x is not None and y is not None]
+    if not pts:
+        return ""
+    x_hi, y_hi = max(p[0] for p in pts), max(p[1] for p in pts)
+    sx, sy = _scale(0, x_hi, PAD_L + 4, W - PAD_R), _scale(0, y_hi, H - PAD_B, PAD_T)
+    out = _frame(title, 0, y_hi, x_label)
+    out.append(f'<text class="tick" x="{W - PAD_R}" y="{H - PAD_B + 12}" text-anchor="end">{escape(fmt(x_hi))}</text>')
+    out.append(f'<text class="label" x="{PAD_L + 4}" y="{PAD_T - 3}">{escape(y_label)}</text>')
+    for x, y, tip in pts:
+        out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="var(--c1)"><title>{escape(tip)}</title></circle>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def matrix(title: str, labels: list[str], m: list[list[float]]) -> str:
+    """A heat map of a square matrix with values in 0..1 (darker = larger), values printed."""
+    n = len(labels)
+    if n == 0:
+        return ""
+    cell = max(18, min(36, 220 // n))
+    left, top = 60, 16
+    size_w, size_h = left + n * cell + 4, top + n * cell + 4
+    out = [f'<svg class="chart matrix" viewBox="0 0 {size_w} {size_h}" width="{size_w}" height="{size_h}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>']
+    for i, lab in enumerate(labels):
+        out.append(f'<text class="tick" x="{left - 4}" y="{top + i * cell + cell / 2 + 3}" text-anchor="end">{escape(lab)}</text>')
+        out.append(f'<text class="tick" x="{left + i * cell + cell / 2}" y="{top - 4}" text-anchor="middle">{escape(lab[-6:])}</text>')
+        for j in range(n):
+            v = max(0.0, min(1.0, m[i][j]))
+            out.append(
+                f'<rect x="{left + j * cell}" y="{top + i * cell}" width="{cell - 1}" height="{cell - 1}" '
+                f'fill="var(--c1)" fill-opacity="{0.08 + 0.9 * v:.2f}"><title>{escape(labels[i])} vs {escape(labels[j])}: {v:.3f}</title></rect>'
+            )
+            if cell >= 26:
+                out.append(f'<text class="cell" x="{left + j * cell + cell / 2}" y="{top + i * cell + cell / 2 + 3}" text-anchor="middle">{v:.2f}</text>')
+    out.append("</svg>")
+    return "".join(out)
