@@ -71,3 +71,8 @@ REPORT_THUMB_QUALITY = 85
 REPORT_CONVERGED_SSIM = 0.95  # steps: "converged" once a frame is this close (SSIM) to the last one
 REPORT_DUPLICATION_FLAG = 0.6  # resolution/aspect: self-similarity at or above this flags a possible repeat
 REPORT_ZOOM = 3.0  # the comparison slider's zoomed-region magnification ("head detail")
+
+# --- under the hood: trace / verify / inspect (issue 5) ---
+TRACE_PROMPT = "A sleek black helmeted robot shown in a three-quarter profile against a solid red background"
+TRACE_TOKEN_PREVIEW = 24  # tokens shown from the start of the chat-templated prompt
+TRACE_THUMB = 160  # filmstrip frame height in pixels

@@ -1,0 +1,64 @@
+"""zturbo trace: one generation, watched at the article's eight stages (Part 3)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import defaults, geometry
+from ..params import GenerationParams
+from .common import add_model_arguments, load_engine, say
+
+HELP = "generate once and show what happens at each of the eight stages (article Part 3)"
+DESCRIPTION = f"""Generate one image with hooks at the eight stages from prompt to picture, and report
+what actually happened, read from the running pipeline: the chat-templated tokens and the
+{defaults.MAX_SEQUENCE_LENGTH}-token cap, the text encoder layer that feeds the DiT, the noise, latent and
+patch grid, the single-stream sequence and its padding, the 3D RoPE positions, the sigma schedule
+with the transformer passes counted and timed, and the VAE decode.
+
+examples:
+  zturbo trace                                      # the article's robot prompt, 1024x1024
+  zturbo trace "a red fox in the snow" --seed 7 --out trace-fox   # + trace.json, filmstrip.png, trace.html
+  zturbo trace --model tiny --size 64x64 --json     # offline demo model, JSON for machines
+
+--out DIR writes trace.json, filmstrip.png (the model's clean-image estimate after every pass,
+decoded), image.png and a self-contained trace.html."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", nargs="?", default=defaults.TRACE_PROMPT,
+                   help="the prompt (default: the first line of the article's robot prompt)")
+    g = p.add_argument_group("knobs")
+    g.add_argument("--size", default=f"{defaults.WIDTH}x{defaults.HEIGHT}", metavar="WxH",
+                   help=f"image size (default {defaults.WIDTH}x{defaults.HEIGHT})")
+    g.add_argument("--seed", default="42", help="0..2^64-1 (default 42, the article's)")
+    g.add_argument("--steps", type=int, default=defaults.STEPS, help=f"transformer passes (default {defaults.STEPS})")
+    g.add_argument("--guidance", type=float, default=defaults.GUIDANCE, help=f"CFG scale (default {defaults.GUIDANCE:g})")
+    g.add_argument("--rng", choices=("cuda", "cpu"), default=None, help="where the noise is drawn (default: the GPU if any)")
+    add_model_arguments(p)
+    o = p.add_argument_group("output")
+    o.add_argument("--out", metavar="DIR", default=None, help="write trace.json, filmstrip.png, image.png, trace.html here")
+    o.add_argument("--json", action="store_true", help="print the trace as JSON instead of a table")
+    o.add_argument("-q", "--quiet", action="store_true", help="no notes on stderr")
+
+
+def run(args) -> int:
+    from ..trace import run_trace
+    from ..trace_report import render_table, write_trace
+
+    width, height = geometry.parse_size(args.size)
+    params = GenerationParams(prompt=args.prompt, seed=args.seed, width=width, height=height,
+                              steps=args.steps, guidance=args.guidance, rng=args.rng)
+    speed = {k: getattr(args, k) for k in ("fast", "gguf_mode") if hasattr(args, k)}  # --fast, --gguf-mode
+    engine = load_engine(args.model, args.quant, args.gguf, args.device, args.quiet or args.json, **speed)
+    trace, previews, image = run_trace(engine, params)
+    if args.out:
+        paths = write_trace(args.out, trace, previews, image)
+        say(f"wrote {paths['html']} (+ trace.json, filmstrip.png, image.png)", args.quiet)
+    if args.json:
+        json.dump(trace, sys.stdout, indent=1, ensure_ascii=False)
+        print()
+    else:
+        print(render_table(trace))
+    return 0

@@ -1,0 +1,390 @@
+"""`zturbo trace`: one generation with hooks at the article's eight stages (Part 3), reporting what
+actually happened: every number below is read from the running pipeline or the loaded configs.
+
+The generation is the engine's own (`Engine.generate`, so stock diffusers underneath); `Probe`
+only listens: module hooks on the text encoder, the DiT, its first block and the VAE decoder, plus
+pass-through wrappers around the pipeline's `prepare_latents`, the scheduler's `set_timesteps` and
+the DiT's `patchify_and_embed` (plain methods, so no module hook can see their values). Everything
+is removed on exit. The x0 previews are decoded after the run, so they do not count in pass times.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from typing import Any
+
+import torch
+
+from . import defaults
+from .engine import Engine
+from .params import GenerationParams
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _params_b(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _wrap(obj: Any, name: str, before=None, after=None):
+    """Install a pass-through wrapper as an instance attribute; returns the undo function."""
+    original = getattr(obj, name)
+
+    @functools.wraps(original)  # keeps the signature: diffusers inspects set_timesteps' parameters
+    def wrapper(*args, **kwargs):
+        if before is not None:
+            before(args, kwargs)
+        out = original(*args, **kwargs)
+        if after is not None:
+            after(args, kwargs, out)
+        return out
+
+    setattr(obj, name, wrapper)
+    return lambda: obj.__dict__.pop(name, None)
+
+
+class Probe:
+    """Hooks on a ZImagePipeline that record one generation. Use as a context manager."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.device = pipe._execution_device
+        self.rec: dict[str, Any] = {"pass_seconds": [], "timestep_inputs": [], "evaluations": 0}
+        self._undo: list = []
+
+    # -- what the hooks store ----------------------------------------------------------------
+    def _text_encoder_out(self, module, args, kwargs, output):
+        if getattr(output, "hidden_states", None) is not None and "hidden_states" not in self.rec:
+            mask = kwargs.get("attention_mask")
+            states = [h[0] if mask is None else h[0][mask[0].bool()] for h in output.hidden_states]
+            self.rec["hidden_states"] = [s.detach() for s in states]
+            self.rec["input_ids"] = kwargs.get("input_ids")
+
+    def _prepare_latents(self, args, kwargs, out):
+        gen = kwargs.get("generator", args[6] if len(args) > 6 else None)
+        self.rec["noise"] = out.detach().float().cpu().clone()
+        self.rec["noise_dtype"] = str(out.dtype).removeprefix("torch.")
+        self.rec["generator_device"] = str(gen.device) if isinstance(gen, torch.Generator) else None
+
+    def _set_timesteps(self, args, kwargs):
+        self.rec["mu"] = kwargs.get("mu")
+        sig = kwargs.get("sigmas")
+        self.rec["sigmas_in"] = None if sig is None else [float(s) for s in sig]
+
+    def _dit_pre(self, module, args, kwargs):
+        _sync(self.device)
+        self._t0 = time.perf_counter()
+        x, t, caps = (list(args) + [None, None, None])[:3]
+        x = x if x is not None else kwargs.get("x")
+        t = t if t is not None else kwargs.get("t")
+        caps = caps if caps is not None else kwargs.get("cap_feats")
+        self.rec["evaluations"] += len(x)
+        self.rec["timestep_inputs"].append(float(t.flatten()[0]))
+        if "cap_feats" not in self.rec:
+            self.rec["cap_feats"] = caps[0].detach()
+            self.rec["dit_input_shape"] = tuple(x[0].shape)
+            self.rec["dit_dtype"] = str(x[0].dtype).removeprefix("torch.")
+
+    def _dit_post(self, module, args, output):
+        _sync(self.device)
+        self.rec["pass_seconds"].append(time.perf_counter() - self._t0)
+
+    def _patchify(self, args, kwargs, out):
+        if "patchify" in self.rec:
+            return
+        names = ("all_image", "all_cap_feats", "patch_size", "f_patch_size")
+        call = dict(zip(names, args)) | kwargs
+        _img, cap, size, img_pos, cap_pos, img_pad, cap_pad = out[:7]
+        self.rec["patchify"] = dict(
+            patch_size=int(call["patch_size"]), f_patch_size=int(call["f_patch_size"]),
+            latent_size=tuple(int(s) for s in size[0]),
+            img_pos=img_pos[0].cpu(), img_pad=img_pad[0].cpu(),
+            cap_pos=cap_pos[0][: len(cap[0])].cpu(), cap_pad=cap_pad[0].cpu(),
+        )
+
+    def _block0(self, module, args, kwargs):
+        if "unified_shape" not in self.rec:
+            hidden = args[0] if args else kwargs.get("x")
+            self.rec["unified_shape"] = tuple(hidden.shape)
+
+    def _decoder_pre(self, module, args):
+        if "decoder_in" not in self.rec:
+            self.rec["decoder_in"] = args[0].detach().float().cpu()
+
+    def _decoder_post(self, module, args, output):
+        if "decoder_out_shape" not in self.rec:
+            self.rec["decoder_out_shape"] = tuple(output.shape)
+
+    # -- install / remove --------------------------------------------------------------------
+    def __enter__(self) -> Probe:
+        p, tr = self.pipe, self.pipe.transformer
+        hooks = [
+            p.text_encoder.register_forward_hook(self._text_encoder_out, with_kwargs=True),
+            tr.register_forward_pre_hook(self._dit_pre, with_kwargs=True),
+            tr.register_forward_hook(self._dit_post),
+            tr.layers[0].register_forward_pre_hook(self._block0, with_kwargs=True),
+            p.vae.decoder.register_forward_pre_hook(self._decoder_pre),
+            p.vae.decoder.register_forward_hook(self._decoder_post),
+        ]
+        self._undo = [h.remove for h in hooks] + [
+            _wrap(p, "prepare_latents", after=self._prepare_latents),
+            _wrap(p.scheduler, "set_timesteps", before=self._set_timesteps),
+            _wrap(tr, "patchify_and_embed", after=self._patchify),
+        ]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo = []
+
+
+# -- stage builders: each returns (title, facts) with facts an ordered dict --------------------
+
+def _round(x: float, n: int = 4) -> float:
+    return float(round(float(x), n))
+
+
+def _stage_tokens(engine: Engine, prompt: str, rec: dict, cap: int) -> dict:
+    tok = engine.pipe.tokenizer
+    chat = engine.chat_text(prompt)
+    ids = tok(chat).input_ids
+    n_preview = defaults.TRACE_TOKEN_PREVIEW
+    pieces = [tok.decode([i]) for i in ids]
+    cut = tok.decode(ids[cap:]) if len(ids) > cap else ""
+    return {
+        "tokenizer": type(tok).__name__,
+        "chat-templated text": chat,
+        "tokens after the template": len(ids),
+        "cap (max_sequence_length)": cap,
+        "tokens the DiT received": int(rec["cap_feats"].shape[0]),
+        "truncated": len(ids) > cap,
+        "tokens cut": max(0, len(ids) - cap),
+        "text cut": cut,
+        "token preview": pieces[:n_preview] + (["…"] + pieces[-4:] if len(pieces) > n_preview + 4 else pieces[n_preview:]),
+    }
+
+
+def _stage_text_encoder(engine: Engine, rec: dict) -> dict:
+    enc = engine.pipe.text_encoder
+    states, fed = rec["hidden_states"], rec["cap_feats"]
+    match = [i for i, s in enumerate(states) if s.shape == fed.shape and torch.equal(s.to(fed.dtype), fed)]
+    n_layers = len(states) - 1  # hidden_states[0] is the embedding output, [k] the output of layer k
+    idx = match[-1] if match else None
+    return {
+        "class": type(enc).__name__,
+        "parameters": _params_b(enc),
+        "hidden states returned": len(states),
+        "hidden state fed to the DiT": None if idx is None else f"hidden_states[{idx - len(states)}] (index {idx})",
+        "layer": None if idx is None else f"output of layer {idx} of {n_layers}",
+        "layers in the loaded config": int(enc.config.num_hidden_layers),
+        "embedding shape": list(fed.shape),
+        "embedding dtype": str(fed.dtype).removeprefix("torch."),
+    }
+
+
+def _stage_noise(params: GenerationParams, rec: dict) -> dict:
+    noise = rec["noise"]
+    return {
+        "seed": params.seed,
+        "generator device": rec["generator_device"],
+        "shape": list(noise.shape),
+        "dtype": rec["noise_dtype"],
+        "mean": _round(noise.mean(), 5),
+        "std": _round(noise.std(), 5),
+    }
+
+
+def _stage_patchify(engine: Engine, params: GenerationParams, rec: dict) -> dict:
+    pipe, pz = engine.pipe, rec["patchify"]
+    vae_factor = int(pipe.vae_scale_factor)
+    patch = pz["patch_size"]
+    lh, lw = rec["noise"].shape[-2:]
+    n_img = int((~pz["img_pad"]).sum())
+    grid = (lh // patch, lw // patch)
+    return {
+        "VAE class": type(pipe.vae).__name__,
+        "VAE downscale factor": vae_factor,
+        "how the factor is known": f"2^(len(block_out_channels) - 1) with block_out_channels "
+                                   f"{list(pipe.vae.config.block_out_channels)}",
+        "latent channels": int(pipe.vae.config.latent_channels),
+        "image size": [params.width, params.height],
+        "latent shape": list(rec["noise"].shape),
+        "patch size": patch,
+        "image-token grid (h x w)": list(grid),
+        "image tokens": n_img,
+        "grid x patch x factor": [grid[0] * patch * vae_factor, grid[1] * patch * vae_factor],
+        "size multiple": vae_factor * patch,
+        "why": f"{vae_factor}x VAE x {patch}x patch = {vae_factor * patch}: each side must split into whole "
+               f"patches of {patch} latent pixels, each {vae_factor} image pixels wide",
+    }
+
+
+def _seq_multiple() -> int | None:
+    import diffusers.models.transformers.transformer_z_image as zmod
+
+    return getattr(zmod, "SEQ_MULTI_OF", None)
+
+
+def _stage_sequence(engine: Engine, rec: dict) -> dict:
+    tr, pz = engine.pipe.transformer, rec["patchify"]
+    n_img, n_img_pad = int((~pz["img_pad"]).sum()), int(pz["img_pad"].sum())
+    n_cap, n_cap_pad = int((~pz["cap_pad"]).sum()), int(pz["cap_pad"].sum())
+    attn = tr.layers[0].attention
+    heads = int(getattr(attn, "heads", tr.config.n_heads))
+    return {
+        "image tokens + padding": [n_img, n_img_pad],
+        "caption tokens + padding": [n_cap, n_cap_pad],
+        "padding multiple (SEQ_MULTI_OF)": _seq_multiple(),
+        "order": "image tokens, then caption tokens",
+        "sequence length at block 1": int(rec["unified_shape"][1]),
+        "width (dim)": int(rec["unified_shape"][2]),
+        "main layers": len(tr.layers),
+        "noise / context refiners": [len(tr.noise_refiner), len(tr.context_refiner)],
+        "attention heads": heads,
+        "head dim": int(tr.config.dim) // heads,
+        "transformer parameters": _params_b(tr),
+    }
+
+
+def _axis_ranges(pos: torch.Tensor) -> list[list[int]]:
+    return [[int(pos[:, a].min()), int(pos[:, a].max())] for a in range(pos.shape[1])] if len(pos) else []
+
+
+def _stage_rope(engine: Engine, rec: dict) -> dict:
+    rope, pz = engine.pipe.transformer.rope_embedder, rec["patchify"]
+    cap_real = pz["cap_pos"][~pz["cap_pad"]]
+    img_real = pz["img_pos"][~pz["img_pad"]]
+    img_pad = pz["img_pos"][pz["img_pad"]]
+    return {
+        "axes dims (t, h, w)": list(rope.axes_dims),
+        "axes lengths": list(rope.axes_lens),
+        "theta": float(rope.theta),
+        "caption ids, first / last": [cap_real[0].tolist(), cap_real[-1].tolist()],
+        "caption range per axis": _axis_ranges(cap_real),
+        "image ids, first / last": [img_real[0].tolist(), img_real[-1].tolist()],
+        "image range per axis": _axis_ranges(img_real),
+        "image padding ids": sorted({tuple(p) for p in img_pad.tolist()}) if len(img_pad) else [],
+        "reading": "caption tokens advance along the first (temporal) axis; image tokens sit at one "
+                   "temporal index past the caption and spread over the height and width axes",
+    }
+
+
+def _x0_estimates(noise: torch.Tensor, latents: list[torch.Tensor], sigmas: list[float]) -> list[torch.Tensor]:
+    """The clean image the model predicts at each pass, from the Euler step the scheduler took.
+
+    The pipeline negates the DiT output to get the velocity v, and the scheduler steps
+    x_next = x + (s_next - s) * v; so v = (x_next - x) / (s_next - s) and x0 = x - s * v.
+    """
+    out, x = [], noise
+    for i, nxt in enumerate(latents):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        v = (nxt - x) / (s_next - s)
+        out.append(x - s * v)
+        x = nxt
+    return out
+
+
+def _stage_denoise(engine: Engine, params: GenerationParams, rec: dict, passes: int) -> dict:
+    sch = engine.pipe.scheduler
+    sig = [_round(s) for s in sch.sigmas.tolist()]
+    secs = rec["pass_seconds"]
+    return {
+        "scheduler": type(sch).__name__,
+        "shift (config)": float(sch.config.shift),
+        "dynamic shifting": bool(sch.config.use_dynamic_shifting),
+        "mu computed by the pipeline": None if rec.get("mu") is None else _round(rec["mu"]),
+        "sigmas asked (before shift)": [_round(s) for s in rec.get("sigmas_in") or []],
+        "sigmas (shifted, then the end)": sig,
+        "timesteps": [_round(t, 2) for t in sch.timesteps.tolist()],
+        "DiT timestep input (1 - sigma)": [_round(t) for t in rec["timestep_inputs"]],
+        "steps asked": params.steps,
+        "transformer passes (counted)": passes,
+        "model evaluations (counted)": rec["evaluations"],
+        "guidance": params.guidance,
+        "seconds per pass": [_round(s, 4) for s in secs],
+        "mean seconds per pass": _round(sum(secs) / len(secs), 4) if secs else None,
+        "x0 estimate": "x0 = x_t - sigma * v, v = -DiT output (the pipeline negates it); decoded per pass",
+    }
+
+
+def _stage_decode(engine: Engine, rec: dict, final: torch.Tensor, seconds: float, image) -> dict:
+    cfg = engine.pipe.vae.config
+    z = rec["decoder_in"]
+    expected = final / cfg.scaling_factor + cfg.shift_factor
+    applied = None
+    if getattr(engine.pipe.vae, "post_quant_conv", None) is None and z.shape == expected.shape:
+        applied = float((z - expected).abs().max())
+    return {
+        "scaling factor": float(cfg.scaling_factor),
+        "shift factor": float(cfg.shift_factor),
+        "formula": f"z = latents / {cfg.scaling_factor} + {cfg.shift_factor}",
+        "max |decoder input - z|": applied,
+        "decoder input shape": list(z.shape),
+        "decoder output shape": list(rec["decoder_out_shape"]),
+        "image size": list(image.size),
+        "seconds": _round(seconds, 4),
+    }
+
+
+TITLES = {
+    1: "Tokenization", 2: "Text encoder", 3: "Noise", 4: "Latent space and patchify",
+    5: "Single-stream sequence", 6: "3D RoPE", 7: "Denoising", 8: "VAE decode",
+}
+
+
+def run_trace(engine: Engine, params: GenerationParams) -> tuple[dict, list, Any]:
+    """Generate once under the probe. Returns (trace dict, per-pass preview images, final image)."""
+    pipe = engine.pipe
+    # the prompt cache would skip the text encoder, and stage 2 is about watching it run
+    engine._prompt_cache.pop(params.prompt, None)
+    cap = inspect.signature(type(pipe).__call__).parameters["max_sequence_length"].default
+    latents: list[torch.Tensor] = []
+    with Probe(pipe) as probe:
+        result = engine.generate(params, on_step=lambda s, n, lat: latents.append(lat.detach().float().cpu().clone()))
+    rec, recipe = probe.rec, result.recipes[0]
+    passes = recipe["passes"]
+    sigmas = pipe.scheduler.sigmas.tolist()
+    x0s = _x0_estimates(rec["noise"], latents, sigmas)
+    stages = {
+        1: _stage_tokens(engine, params.prompt, rec, cap),
+        2: _stage_text_encoder(engine, rec),
+        3: _stage_noise(params, rec),
+        4: _stage_patchify(engine, params, rec),
+        5: _stage_sequence(engine, rec),
+        6: _stage_rope(engine, rec),
+        7: _stage_denoise(engine, params, rec, passes),
+        8: _stage_decode(engine, rec, latents[-1], recipe["timings"].get("decoding", 0.0), result.image),
+    }
+    trace = {
+        "params": recipe["params"],
+        "model": recipe["model"],
+        "device": recipe["device"],
+        "versions": recipe["versions"],
+        "timings": recipe["timings"],
+        "stages": [{"stage": n, "title": TITLES[n], "facts": facts} for n, facts in stages.items()],
+    }
+    previews = [decode_preview(engine, x0) for x0 in x0s]
+    return trace, previews, result.image
+
+
+@torch.no_grad()
+def decode_preview(engine: Engine, x0: torch.Tensor):
+    """Decode one x0 estimate with the loaded VAE, as the pipeline decodes its final latents."""
+    vae = engine.pipe.vae
+    z = x0.to(engine.device, vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
+    decoded = vae.decode(z, return_dict=False)[0]
+    return engine.pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+
+
+def stage(trace: dict, n: int) -> dict:
+    """The facts of stage n (1..8)."""
+    return next(s["facts"] for s in trace["stages"] if s["stage"] == n)
+
+
+__all__ = ["Probe", "run_trace", "stage", "TITLES", "decode_preview"]
