@@ -76,3 +76,4 @@ REPORT_ZOOM = 3.0  # the comparison slider's zoomed-region magnification ("head 
 TRACE_PROMPT = "A sleek black helmeted robot shown in a three-quarter profile against a solid red background"
 TRACE_TOKEN_PREVIEW = 24  # tokens shown from the start of the chat-templated prompt
 TRACE_THUMB = 160  # filmstrip frame height in pixels
+VERIFY_SIZE = 64  # side of the images verify generates to count passes (any 16-multiple counts the same)

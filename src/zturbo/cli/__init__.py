@@ -12,6 +12,7 @@ from ..errors import ZTurboError
 COMMANDS = {
     "generate": "generate",
     "trace": "trace",
+    "verify": "verify",
     "sweep": "sweep",
     "report": "report",
     "serve": "serve",
