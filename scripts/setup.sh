@@ -11,4 +11,6 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "$TORCH_SPEC"
 .venv/bin/python -m pip install -q -e ".[test]"
+# spandrel (zturbo upscale) without torchvision: see pyproject.toml and src/zturbo/upscale/loading.py
+.venv/bin/python -m pip install -q --no-deps "spandrel>=0.4.2,<0.5"
 echo "zturbo installed in $(pwd)/.venv  (activate: source .venv/bin/activate)"

@@ -77,3 +77,24 @@ TRACE_PROMPT = "A sleek black helmeted robot shown in a three-quarter profile ag
 TRACE_TOKEN_PREVIEW = 24  # tokens shown from the start of the chat-templated prompt
 TRACE_THUMB = 160  # filmstrip frame height in pixels
 VERIFY_SIZE = 64  # side of the images verify generates to count passes (any 16-multiple counts the same)
+
+# --- zturbo upscale (issue 9: "generate near native, then upscale", article Experiment 5) ---
+UPSCALE_SUFFIXES = (".safetensors", ".pth", ".ckpt")  # .pt (TorchScript) is refused: it may run code
+UPSCALE_OVERLAP = 32  # input pixels two neighbouring tiles share; blended with linear ramps
+UPSCALE_MIN_TILE = 64  # the smallest tile tried before giving up on memory
+UPSCALE_MAX_TILE = 2048  # larger tiles gain nothing in speed and risk the allocator
+UPSCALE_TILE_MULTIPLE = 16  # tiles snap down to this (window/pixel-shuffle archs pad to 8 or 16)
+UPSCALE_MEMORY_FRACTION = 0.5  # share of the free memory a tile may use (activations are estimated)
+UPSCALE_PROBE_PX = 64  # side of the probe tile that measures a model's bytes per pixel on a GPU
+# CPU: no allocator statistics, so a conservative estimate per input pixel: float bytes x 64 features
+# x scale^2 x 8 live tensors (an ESRGAN-class guess, deliberately on the high side)
+UPSCALE_CPU_BYTES_PER_PX_PER_SCALE2 = 4 * 64 * 8
+UPSCALE_CPU_MAX_TILE = 512  # on a CPU, bigger tiles only cost RAM
+
+# --- under the hood: trace / verify / inspect (issue 5) ---
+TRACE_PROMPT = "A sleek black helmeted robot shown in a three-quarter profile against a solid red background"
+TRACE_TOKEN_PREVIEW = 24  # tokens shown from the start of the chat-templated prompt
+TRACE_THUMB = 160  # filmstrip frame height in pixels
+VERIFY_SIZE = 64  # side of the images verify generates to count passes (any 16-multiple counts the same)
+# zturbo bench variants, run in this order (zturbo.speed.bench)
+BENCH_VARIANTS = ("stock", "stock-q8", "compile", "fast", "q8-fp8")

@@ -15,6 +15,7 @@ COMMANDS = {
     "verify": "verify",
     "sweep": "sweep",
     "report": "report",
+    "upscale": "upscale",
     "serve": "serve",
 }
 

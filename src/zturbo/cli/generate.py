@@ -12,6 +12,7 @@ from ..errors import InvalidParams
 from ..metadata import read_recipe
 from ..params import GenerationParams
 from .common import add_model_arguments, load_engine, say
+from .upscale import load_upscaler, upscale_result
 
 HELP = "generate image(s) from a prompt"
 DESCRIPTION = f"""Generate image(s) from a prompt with Z-Image-Turbo. Each PNG carries its full recipe.
@@ -22,6 +23,7 @@ examples:
   zturbo generate "a red fox" --quant q8                # the article's Q8 GGUF
   zturbo generate "a red fox" --model tiny -o fox.png   # offline demo model (noise by design)
   zturbo generate --from fox.png                        # re-run the recipe stored in an image
+  zturbo generate "a red fox" --upscale 4x-UltraSharp.safetensors  # near native, then upscale (see zturbo upscale)
 
 steps are transformer passes (default {defaults.STEPS}, the distilled schedule); guidance
 defaults to {defaults.GUIDANCE:g}: Turbo has guidance baked in, and > 0 doubles the cost."""
@@ -54,6 +56,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--from", dest="from_image", metavar="IMAGE.png", default=None,
                    help="re-run the recipe stored in a zturbo PNG (flags given here override it)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    u = p.add_argument_group("upscale (the article: generate near native, then upscale)")
+    u.add_argument("--upscale", metavar="FILE", default=None,
+                   help="then upscale with this spandrel model (.safetensors/.pth); the upscaled PNG is written "
+                        "and its recipe names both")
+    u.add_argument("--upscale-scale", type=float, default=None, help="upscale factor (default: the model's own)")
 
 
 def _size(args, base: dict) -> tuple[int, int]:
@@ -133,6 +140,7 @@ def run(args) -> int:
     params, model_opts = build_params(args)
     for note in params.notes():
         say(f"note: {note}", args.quiet)
+    upscaler = load_upscaler(args)  # before the pipeline: a bad upscaler file fails fast
     engine = load_engine(model_opts["model"], model_opts["quant"], model_opts["gguf"], args.device, args.quiet)
     targets = output_paths(args.out, [(params.seed + i) % (defaults.MAX_SEED + 1) for i in range(args.num_images)])
 
@@ -146,10 +154,12 @@ def run(args) -> int:
             result = engine.generate(p, on_step=lambda *_: bar.update(1))
             for w in result.recipes[0]["warnings"]:
                 bar.write(f"warning: {w}", file=sys.stderr)
+            if upscaler:
+                upscale_result(upscaler, result, scale=args.upscale_scale)
             result.save([target])
             t = result.recipes[0]["timings"]
             bar.write(
-                f"wrote {target}  seed {p.seed}  {p.width}x{p.height}  {result.passes} passes  "
+                f"wrote {target}  seed {p.seed}  {result.image.width}x{result.image.height}  {result.passes} passes  "
                 f"{sum(t.values()):.2f} s (text {t['text_encoding']:.2f}, denoise {t['denoising']:.2f}, "
                 f"decode {t['decoding']:.2f})",
                 file=sys.stdout,
