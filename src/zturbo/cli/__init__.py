@@ -13,6 +13,7 @@ COMMANDS = {
     "generate": "generate",
     "trace": "trace",
     "verify": "verify",
+    "inspect": "inspect",
     "sweep": "sweep",
     "report": "report",
     "upscale": "upscale",
