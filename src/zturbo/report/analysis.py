@@ -24,6 +24,8 @@ class Analysis:
     rows: list[list[str]] = dataclasses.field(default_factory=list)
     summary: str = ""
     values: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)  # raw, for tests/JSON
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)  # item id -> label, where not label()
+    groups: dict[str, str] = dataclasses.field(default_factory=dict)  # item id -> its group's title
 
 
 def kind(exp: Experiment) -> str:
@@ -40,16 +42,42 @@ def fmt_value(key: str, v) -> str:
     return str(v)
 
 
+def quant_name(q: str) -> str:
+    return "bf16" if q == "bf16" else str(q).upper()
+
+
+def axis_text(key: str, v) -> str:
+    v = fmt_value(key, v)
+    return {"steps": f"{v} step" + ("" if v == "1" else "s"), "guidance": f"guidance {v}", "seed": f"seed {v}",
+            "quant": quant_name(v), "size": v.replace("x", "×"), "aspect": v}.get(key, f"{key} {v}")
+
+
 def label(exp: Experiment, item: Item) -> str:
-    """What a reader calls this frame: '3 steps', 'guidance 0.5', 'seed 42', '16:9', 'Q8'."""
-    if not item.axes:
-        return item.id
-    parts = []
-    for key, v in item.axes.items():
-        v = fmt_value(key, v)
-        parts.append({"steps": f"{v} step" + ("" if str(v) == "1" else "s"), "guidance": f"guidance {v}", "seed": f"seed {v}",
-                      "quant": str(v).upper() if str(v) != "bf16" else "bf16"}.get(key, v if key in ("aspect", "size") else f"{key} {v}"))
-    return " · ".join(parts)
+    """What a reader calls this frame in this experiment: '3 steps', 'guidance 0.5', 'seed 42', '16:9', 'Q8'."""
+    k = kind(exp)
+    if k == "quant":
+        return quant_name(item.quant)
+    if k == "resolution" and all(item.size):
+        return f"{item.size[0]}×{item.size[1]}"
+    keys = [a["key"] for a in exp.axes] or list(item.axes)
+    keys = {"seeds": keys[:1], "aspect": ["aspect"]}.get(k, keys)
+    parts = [axis_text(key, item.axes[key]) for key in keys if key in item.axes and key != "orientation"]
+    return " · ".join(parts) or item.id
+
+
+def quant_groups(exp: Experiment) -> dict[str, list[Item]]:
+    """Quant frames grouped by the bf16 image they re-make (axis "source"), titled by that image."""
+    if not any("source" in it.axes for it in exp.items):
+        return {"": list(exp.items)}
+    groups: dict[str, list[Item]] = {}
+    for it in exp.items:
+        groups.setdefault(it.axes.get("source") or (it.id if it.quant == "bf16" else ""), []).append(it)
+    titled = {}
+    for src, its in groups.items():
+        ref = next((it for it in its if it.id == src), None)
+        desc = " · ".join(axis_text(k, v) for k, v in ref.axes.items() if k not in ("quant", "source", "orientation")) if ref else ""
+        titled[f"{ref.experiment}: {desc}" if ref and desc else src] = its
+    return titled
 
 
 def _ok(exp: Experiment, images: dict[str, Image.Image]) -> list[Item]:
@@ -97,7 +125,8 @@ def guidance(exp, images, a: Analysis) -> None:
         for k in series:
             series[k].append(v[k])
     if ok:
-        a.charts.append(svg.line_chart("RMS contrast, mean saturation and clipped fraction", xs, series, exp.knob))
+        titles = {"contrast": "RMS contrast", "saturation": "mean saturation", "clipped": "clipped fraction"}
+        a.charts += [svg.line_chart(titles[k], xs, {titles[k]: v}, exp.knob) for k, v in series.items()]
         a.summary = "The contrast-knob drift: luminance contrast, colour saturation and crushed/blown pixels per frame."
 
 
@@ -158,24 +187,40 @@ def aspect(exp, images, a):
 
 
 def quant(exp, images, a: Analysis) -> None:
-    ok = _ok(exp, images)
-    if len(ok) < 2:
+    groups = quant_groups(exp)
+    per_level: dict[str, list[dict]] = {}
+    detail = len(groups) == 1
+    a.headers = (["frame", "SSIM vs bf16", "PSNR dB", "composition drift"] if detail else
+                 ["precision", "frames", "mean SSIM vs bf16", "min SSIM", "mean drift", "max drift"])
+    for title, its in groups.items():
+        ok = [it for it in its if it.ok and it.id in images]
+        ref = next((it for it in ok if it.quant == "bf16"), None)
+        for it in its:
+            a.groups[it.id] = title if not detail else ""
+        if ref is None or len(ok) < 2:
+            continue
+        for it in ok:
+            im, rim = images[it.id], images[ref.id]
+            v = {"ssim": M.ssim(rim, im), "psnr": M.psnr(rim, im), "drift": M.composition_drift(rim, im)}
+            a.values[it.id] = v
+            a.captions[it.id] = "reference" if it is ref else f"SSIM {v['ssim']:.3f} · drift {v['drift']:.3f}"
+            per_level.setdefault(quant_name(it.quant), []).append(v)
+            if detail:
+                a.rows.append([label(exp, it), f"{v['ssim']:.4f}", _f(v["psnr"]), f"{v['drift']:.4f}"])
+    if not per_level:
         return
-    ref = next((it for it in ok if it.quant == "bf16"), ok[0])
-    a.headers = ["frame", f"SSIM vs {label(exp, ref)}", "PSNR dB", "composition drift"]
-    xs, s_ssim, s_drift = [], [], []
-    for it in ok:
-        im, rim = images[it.id], images[ref.id]
-        v = {"ssim": M.ssim(rim, im), "psnr": M.psnr(rim, im), "drift": M.composition_drift(rim, im)}
-        a.values[it.id] = v
-        a.captions[it.id] = "reference" if it is ref else f"SSIM {v['ssim']:.3f} · drift {v['drift']:.3f}"
-        a.rows.append([label(exp, it), f"{v['ssim']:.4f}", _f(v["psnr"]), f"{v['drift']:.4f}"])
-        xs.append(label(exp, it))
-        s_ssim.append(v["ssim"])
-        s_drift.append(v["drift"])
-    a.charts.append(svg.line_chart(f"similarity to {label(exp, ref)}", xs, {"SSIM": s_ssim, "drift": s_drift}, "quant"))
-    a.summary = (f"SSIM/PSNR against {label(exp, ref)}, and composition drift: the mean luminance difference of the "
-                 f"frames shrunk to {M.DRIFT_GRID}×{M.DRIFT_GRID} (detail noise vanishes there; a re-rolled picture does not).")
+    levels = list(per_level)
+    mean = {q: {k: sum(v[k] for v in vs) / len(vs) for k in ("ssim", "drift")} for q, vs in per_level.items()}
+    if not detail:
+        for q, vs in per_level.items():
+            a.rows.append([q, str(len(vs)), f"{mean[q]['ssim']:.4f}", f"{min(v['ssim'] for v in vs):.4f}",
+                           f"{mean[q]['drift']:.4f}", f"{max(v['drift'] for v in vs):.4f}"])
+    a.charts += [svg.line_chart("SSIM vs bf16" + ("" if detail else " (mean)"), levels, {"SSIM": [mean[q]["ssim"] for q in levels]}, "precision"),
+                 svg.line_chart("composition drift vs bf16" + ("" if detail else " (mean)"), levels, {"drift": [mean[q]["drift"] for q in levels]}, "precision")]
+    worst = max(levels, key=lambda q: mean[q]["drift"])
+    a.summary = (f"SSIM/PSNR against the bf16 frame of the same recipe, and composition drift: the mean luminance "
+                 f"difference of the frames shrunk to {M.DRIFT_GRID}×{M.DRIFT_GRID} (detail noise vanishes there; a "
+                 f"re-rolled picture does not). Most drift: {worst} ({mean[worst]['drift']:.3f}).")
 
 
 def generic(exp, images, a: Analysis) -> None:

@@ -14,7 +14,6 @@ import hashlib
 import json
 import re
 import shlex
-import shutil
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -148,11 +147,14 @@ def build_report(sweep_dir: str | Path, out: str | Path | None = None,
     for exp in sweep.experiments:
         say(f"measuring {exp.name} ({len(exp.items)} frames)")
         analyses[exp.name] = analysis.analyze(exp, images)
-        for item_id, caption in analyses[exp.name].captions.items():
-            if item_id in data:
-                data[item_id]["label"] = analysis.label(exp, sweep.items[item_id])
-                data[item_id]["caption"] = caption
-                data[item_id]["flag"] = analyses[exp.name].flags.get(item_id)
+        # an item can appear in two experiments (quant re-uses the bf16 frames): one view per experiment
+        for it in exp.items:
+            data[it.id].setdefault("views", {})[exp.name] = {
+                "label": analyses[exp.name].labels.get(it.id) or analysis.label(exp, it),
+                "caption": analyses[exp.name].captions.get(it.id, ""),
+                "flag": analyses[exp.name].flags.get(it.id),
+                "group": analyses[exp.name].groups.get(it.id),
+            }
 
     learned_status = learned.status()
     html = page.render(
@@ -169,6 +171,3 @@ def build_report(sweep_dir: str | Path, out: str | Path | None = None,
     say(f"report: {index}")
     return index
 
-
-def remove_report(sweep_dir: str | Path) -> None:
-    shutil.rmtree(Path(sweep_dir) / defaults.REPORT_DIR, ignore_errors=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import defaults
 from . import svg
-from .analysis import Analysis, kind
+from .analysis import Analysis, kind, quant_groups
 from .learned import LearnedMetric
 from .sweepdir import Experiment, Item, Sweep
 
@@ -38,30 +38,31 @@ def _display_size(layout: str, w: int, h: int, res_scale: float) -> tuple[float,
     return height * w / h, height
 
 
-def frame(item: Item, d: dict[str, Any], layout: str, res_scale: float) -> str:
+def frame(item: Item, d: dict[str, Any], layout: str, res_scale: float, exp: str) -> str:
+    v = d.get("views", {}).get(exp, {})
     w, h = item.size if not d.get("w") else (d["w"], d["h"])
     w, h = w or 64, h or 64
     dw, dh = _display_size(layout, w, h, res_scale)
-    label = escape(d.get("label") or item.id)
-    caption = escape(d.get("caption") or "")
-    flag = f'<span class="flag">⚠ {escape(d["flag"])}</span>' if d.get("flag") else ""
+    label = escape(v.get("label") or item.id)
+    caption = escape(v.get("caption") or "")
+    flag = f'<span class="flag">⚠ {escape(v["flag"])}</span>' if v.get("flag") else ""
     if item.ok and d.get("thumb"):
-        body = (f'<button class="open" type="button" data-id="{escape(item.id)}" title="{label}: click for full size">'
+        body = (f'<button class="open" type="button" data-id="{escape(item.id)}" data-exp="{escape(exp)}" title="{label}: click for full size">'
                 f'<img src="{escape(d["thumb"])}" alt="{label}" width="{dw:.0f}" height="{dh:.0f}" decoding="async"></button>')
         cls = "frame"
     else:
         what = "failed" if item.status == "failed" else "not generated"
         err = escape(item.error or "")
-        body = (f'<button class="open missing" type="button" data-id="{escape(item.id)}" '
+        body = (f'<button class="open missing" type="button" data-id="{escape(item.id)}" data-exp="{escape(exp)}" '
                 f'style="width:{dw:.0f}px;height:{dh:.0f}px" title="{err}"><b>{what}</b><small>{err}</small></button>')
         cls = f"frame {item.status}"
     return (f'<figure class="{cls}" data-id="{escape(item.id)}" style="width:{max(dw, 60):.0f}px">{body}'
             f'<figcaption><span class="lab">{label}</span><span class="num">{caption}</span>{flag}</figcaption></figure>')
 
 
-def _row(items, data, layout, res_scale, title: str | None = None) -> str:
+def _row(items, data, layout, res_scale, exp: str, title: str | None = None) -> str:
     head = f'<h4 class="row-title">{escape(title)}</h4>' if title else ""
-    return head + f'<div class="frames layout-{layout}">' + "".join(frame(it, data[it.id], layout, res_scale) for it in items) + "</div>"
+    return head + f'<div class="frames layout-{layout}">' + "".join(frame(it, data[it.id], layout, res_scale, exp) for it in items) + "</div>"
 
 
 def _key(v: Any) -> str:
@@ -71,7 +72,7 @@ def _key(v: Any) -> str:
 def _grid(exp: Experiment, data, res_scale) -> str:
     axes = exp.axes
     if len(axes) < 2:
-        return _row(exp.items, data, "grid", res_scale)
+        return _row(exp.items, data, "grid", res_scale, exp.name)
     (xk, xv), (yk, yv) = (axes[0]["key"], axes[0]["values"]), (axes[1]["key"], axes[1]["values"])
     zs = [(axes[2]["key"], z) for z in axes[2]["values"]] if len(axes) > 2 else [(None, None)]
     cells = {}
@@ -87,7 +88,7 @@ def _grid(exp: Experiment, data, res_scale) -> str:
             tds = []
             for x in xv:
                 it = cells.get((_key(x), _key(y), _key(z) if zk else None))
-                tds.append(f"<td>{frame(it, data[it.id], 'grid', res_scale) if it else '<span class=empty>—</span>'}</td>")
+                tds.append(f"<td>{frame(it, data[it.id], 'grid', res_scale, exp.name) if it else '<span class=empty>—</span>'}</td>")
             rows.append(f'<tr><th scope="row">{escape(str(y))}</th>{"".join(tds)}</tr>')
         out.append(f'<table class="xy-grid">{"".join(rows)}</table>')
     return "".join(out)
@@ -99,31 +100,43 @@ def layout_html(exp: Experiment, data: dict) -> str:
     res_scale = RES_MAX_W / max([w for w in widths if w] or [RES_MAX_W])
     if layout == "grid":
         return _grid(exp, data, res_scale)
+    if layout == "quant":
+        groups = quant_groups(exp)
+        if len(groups) > 1:
+            return "".join(_row(its, data, layout, res_scale, exp.name, title) for title, its in groups.items())
     if layout in ("seeds", "resolution") and any(it.row for it in exp.items):
-        groups: dict[str, list[Item]] = {}
+        groups = {}
         for it in exp.items:
             groups.setdefault(it.row or "other", []).append(it)
         out = []
         for row, its in groups.items():
             sizes = sorted({f"{it.size[0]}×{it.size[1]}" for it in its})
             title = f"{row.capitalize()} · {', '.join(sizes)}" if layout == "seeds" else row.capitalize()
-            out.append(_row(its, data, layout, res_scale, title))
+            out.append(_row(its, data, layout, res_scale, exp.name, title))
         return "".join(out)
-    return _row(exp.items, data, layout, res_scale)
+    return _row(exp.items, data, layout, res_scale, exp.name)
 
 
 def slider_html(exp: Experiment, data: dict) -> str:
     ok = [it for it in exp.items if it.ok and data[it.id].get("full")]
     if len(ok) < 2:
         return ""
-    options = "".join(f'<option value="{escape(it.id)}">{escape(data[it.id].get("label") or it.id)}</option>' for it in ok)
+    def text(it):
+        v = data[it.id]["views"][exp.name]
+        return v["label"] + (f" · {v['group']}" if v.get("group") else "")
+
+    options = "".join(f'<option value="{escape(it.id)}">{escape(text(it))}</option>' for it in ok)
     first = data[ok[0].id]
+    b = ok[-1]
+    if kind(exp) == "quant":  # compare within the first recipe: bf16 against its most compressed re-make
+        first_group = next(iter(quant_groups(exp).values()))
+        b = next((it for it in reversed(first_group) if it in ok and it is not ok[0]), b)
     cmp_w = min(CMP_MAX_W, CMP_MAX_H * first.get("w", 1) / first.get("h", 1))  # tall frames fit the screen
     zoom_name = "head detail" if kind(exp) in ("steps", "guidance") else "zoomed region"
     mode_default = "zoom" if kind(exp) in ("steps", "guidance") else "full"
     name = escape(exp.name)
     return f"""
-<div class="compare" data-exp="{name}" data-zoom="{defaults.REPORT_ZOOM:g}" data-mode="{mode_default}" data-a="{escape(ok[0].id)}" data-b="{escape(ok[-1].id)}">
+<div class="compare" data-exp="{name}" data-zoom="{defaults.REPORT_ZOOM:g}" data-mode="{mode_default}" data-a="{escape(ok[0].id)}" data-b="{escape(b.id)}">
   <div class="cmp-bar">
     <strong>Slide to compare</strong>
     <label>left <select class="pick" data-side="a" aria-label="left frame">{options}</select></label>
@@ -165,7 +178,7 @@ def cost_html(sweep: Sweep, data: dict) -> str:
             if not it.ok:
                 continue
             mp = it.size[0] * it.size[1] / defaults.MEGAPIXEL
-            tip = f"{d.get('label') or it.id} ({exp.name}): {mp:.2f} MP"
+            tip = f"{d['views'][exp.name]['label']} ({exp.name}): {mp:.2f} MP"
             if rec.get("seconds") is not None:
                 pts_s.append((mp, float(rec["seconds"]), f"{tip}, {rec['seconds']:.2f} s"))
                 secs.append((float(rec["seconds"]), mp))

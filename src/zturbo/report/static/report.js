@@ -7,14 +7,15 @@
   var box = document.getElementById("lightbox");
   function el(id) { return document.getElementById(id); }
 
-  function openItem(id) {
+  function openItem(id, exp) {
     var d = DATA[id];
     if (!d) return;
-    el("lb-title").textContent = d.label || id;
-    el("lb-caption").textContent = d.caption || "";
-    el("lb-flag").textContent = d.flag ? "⚠ " + d.flag : "";
+    var v = (d.views || {})[exp] || {};
+    el("lb-title").textContent = v.label || id;
+    el("lb-caption").textContent = v.caption || "";
+    el("lb-flag").textContent = v.flag ? "⚠ " + v.flag : "";
     var img = el("lb-img"), link = el("lb-full");
-    if (d.full) { img.src = d.full; img.alt = d.label || id; link.href = d.full; link.hidden = false; }
+    if (d.full) { img.src = d.full; img.alt = v.label || id; link.href = d.full; link.hidden = false; }
     else { img.removeAttribute("src"); link.removeAttribute("href"); link.hidden = true; }
     var table = el("lb-recipe");
     table.textContent = "";
@@ -29,7 +30,7 @@
 
   document.addEventListener("click", function (ev) {
     var b = ev.target.closest(".frame .open");
-    if (b) openItem(b.getAttribute("data-id"));
+    if (b) openItem(b.getAttribute("data-id"), b.getAttribute("data-exp"));
   });
   el("lb-close").addEventListener("click", function () { box.close(); });
   box.addEventListener("click", function (ev) { if (ev.target === box) box.close(); });
@@ -77,7 +78,7 @@
       ["a", "b"].forEach(function (s) {
         var d = DATA[picks[s].value];
         if (imgs[s].getAttribute("src") !== d.full) imgs[s].src = d.full;
-        tags[s].textContent = d.label || picks[s].value;
+        tags[s].textContent = picks[s].options[picks[s].selectedIndex].textContent;
       });
       var d = DATA[picks.a.value];
       if (miniImg.getAttribute("src") !== d.thumb) miniImg.src = d.thumb;
