@@ -20,6 +20,7 @@ experiments (the article's values, sizes, seed {defaults.SWEEP_SEED} and robot p
   aspect      11 aspect ratios 21:9 .. 9:21 at ~1 MP        aspect/16x9_1360x768.png
   resolution  16:9 ladder 256x144 x n, n = 3..8, both ways  resolution/16x9_1280x720.png
   quant       the chosen experiments again at bf16, q8, q4, q2 (one model load each)  quant/q4/steps/...
+  upscale     direct at 1x, 1.5x, 2x the frame vs the frame then --upscaler FILE   upscale/upscaled_2x_1440x2560.png
   all         all six
 
 examples:
@@ -65,6 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     k.add_argument("--quants", default=",".join(defaults.SWEEP_QUANTS), metavar="Q1,Q2",
                    help=f"the quant experiment's precisions (default {','.join(defaults.SWEEP_QUANTS)})")
     k.add_argument("--rng", choices=("cuda", "cpu"), default=None, help="where the starting noise is drawn")
+    k.add_argument("--upscaler", default=None, metavar="FILE",
+                   help="the upscale experiment's model (.safetensors/.pth; see zturbo upscale)")
     k.add_argument("--max-megapixels", type=float, default=defaults.MAX_MEGAPIXELS,
                    help=f"refuse sizes above this (default {defaults.MAX_MEGAPIXELS:g})")
     add_model_arguments(p)
@@ -111,6 +114,7 @@ def build_plan(args):
             megapixels=args.megapixels or 1.0,
             ladder_base=geometry.parse_size(args.ladder_base) if args.ladder_base else defaults.SWEEP_LADDER_BASE,
             quant=base_quant, quants=quants, rng=args.rng, max_megapixels=args.max_megapixels,
+            upscaler=args.upscaler,
         )
         experiments += specs.article_experiments(args.experiments, settings)
     fixed: dict = {"max_megapixels": args.max_megapixels}

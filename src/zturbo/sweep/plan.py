@@ -25,10 +25,12 @@ class Item:
     quant: str
     axes: dict[str, Any]
     row: str | None = None
+    upscale: dict[str, Any] | None = None  # {"model": FILE, "size": [W, H]}: the generated image is upscaled
 
     def to_plan(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "file": self.file, "params": self.params.to_dict(),
-                "quant": self.quant, "axes": self.axes, "row": self.row}
+                "quant": self.quant, "axes": self.axes, "row": self.row,
+                **({"upscale": self.upscale} if self.upscale else {})}
 
     @property
     def megapixels(self) -> float:
@@ -43,10 +45,10 @@ class Item:
 
 
 def make_item(experiment: str, file: str, params: GenerationParams, quant: str, axes: dict[str, Any],
-              row: str | None = None) -> Item:
+              row: str | None = None, upscale: dict[str, Any] | None = None) -> Item:
     if not file.endswith(".png"):
         raise ValueError(f"item file must be a .png path, got {file!r}")
-    return Item(file[: -len(".png")], experiment, file, params, quant, axes, row)
+    return Item(file[: -len(".png")], experiment, file, params, quant, axes, row, upscale)
 
 
 @dataclasses.dataclass

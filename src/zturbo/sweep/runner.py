@@ -234,6 +234,8 @@ def _make(item: Item, engine: Any, folder: Path, writer: mf.ManifestWriter, rank
     t0 = time.perf_counter()
     try:
         result = engine.generate(item.params)
+        if item.upscale:
+            _upscale(item, result, engine)
     except Cancelled:
         raise
     except ZTurboError as exc:
@@ -258,6 +260,14 @@ def _make(item: Item, engine: Any, folder: Path, writer: mf.ManifestWriter, rank
         raise
     _append(writer, _record(item, "ok", file=item.file, sha=mf.sha256_of(target), recipe=recipe, engine=engine, rank=rank))
     return True
+
+
+def _upscale(item: Item, result: Any, engine: Any) -> None:
+    """The upscale experiment's second arm: the generated image upscaled to the item's size."""
+    from ..upscale import cached_upscaler, upscale_result
+
+    upscaler = cached_upscaler(item.upscale["model"], getattr(engine, "device", None))
+    upscale_result(upscaler, result, size=tuple(item.upscale["size"]))
 
 
 def _wait_for_shards(folder: Path, world_size: int, quiet: bool, poll_seconds: float) -> None:

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import math
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 
 from .. import defaults, geometry
 from ..errors import InvalidParams
@@ -30,9 +31,11 @@ GUIDANCE = (0.0, 0.25, 0.5, 0.75, 1.0)  # Experiment 2, at 9 steps
 SEEDS = (0, 7, 42, 123, 777, 2024, 88888, 1234567)  # Experiment 3, portrait and landscape
 ASPECTS = ("21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", "2:3", "9:16", "9:21")  # Experiment 4, ~1 MP
 LADDER = (3, 4, 5, 6, 7, 8)  # Experiment 5: 256x144 x n, n = 5 is the 1280x720 reference
+UPSCALE_FACTORS = (1.0, 1.5, 2.0)  # Experiment 5's advice tested: direct at f x the frame vs the frame upscaled
 
 BASE_EXPERIMENTS = ("steps", "guidance", "seeds", "aspect", "resolution")
 EXPERIMENTS = (*BASE_EXPERIMENTS, "quant")  # `all` is every one of these
+EXTRA_EXPERIMENTS = ("upscale",)  # not in `all`: it needs --upscaler FILE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +53,7 @@ class ArticleSettings:
     quants: tuple[str, ...] = defaults.SWEEP_QUANTS  # Experiment 6
     rng: str | None = None
     max_megapixels: float = defaults.MAX_MEGAPIXELS
+    upscaler: str | None = None  # the upscale experiment's model file
 
     def params(self, **changes) -> GenerationParams:
         fields = dict(prompt=self.prompt, negative_prompt=self.negative_prompt, steps=self.steps, guidance=0.0,
@@ -92,14 +96,14 @@ def _check(names: list[str]) -> list[str]:
     for name in names:
         if name == "all":
             chosen.extend(EXPERIMENTS)
-        elif name in EXPERIMENTS:
+        elif name in EXPERIMENTS or name in EXTRA_EXPERIMENTS:
             chosen.append(name)
         else:
-            raise InvalidParams(f"unknown experiment {name!r}: choose from {', '.join(EXPERIMENTS)} or all "
+            raise InvalidParams(f"unknown experiment {name!r}: choose from {', '.join(EXPERIMENTS + EXTRA_EXPERIMENTS)} or all "
                                 "(or use --vary / --file for your own grid)")
     if "quant" in chosen and not any(n in chosen for n in BASE_EXPERIMENTS):
         chosen.extend(BASE_EXPERIMENTS)  # `quant` alone re-runs the whole suite, as the article does
-    return [n for n in EXPERIMENTS if n in chosen]
+    return [n for n in EXPERIMENTS + EXTRA_EXPERIMENTS if n in chosen]
 
 
 def _wh(w: int, h: int) -> str:
@@ -157,6 +161,30 @@ def resolution_experiment(s: ArticleSettings) -> Experiment:
                       [("n", list(LADDER)), ("orientation", ["landscape", "portrait"])], items)
 
 
+def upscale_experiment(s: ArticleSettings) -> Experiment:
+    """"Generate near native, then upscale" (Experiment 5's advice) put to a test: the same prompt and seed
+    generated directly at 1x, 1.5x and 2x the frame, against the frame generated and then upscaled to the
+    same sizes (snapped to the 16-pixel grid). Each record's seconds include the upscale."""
+    from ..upscale import check_file
+
+    if not s.upscaler:
+        raise InvalidParams("the upscale experiment needs an upscaler model: --upscaler FILE (.safetensors or .pth)")
+    model = str(check_file(s.upscaler).resolve())
+    w, h = s.size
+    items = []
+    for f in UPSCALE_FACTORS:
+        W, H = (max(1, int(v * f / defaults.SIZE_MULTIPLE + 0.5)) * defaults.SIZE_MULTIPLE for v in (w, h))
+        axes = {"factor": f, "size": _wh(W, H)}
+        items.append(make_item("upscale", f"upscale/direct_{f:g}x_{_wh(W, H)}.png", s.params(width=W, height=H),
+                               s.quant, {**axes, "method": "direct"}, "direct"))
+        if f != 1:  # at 1x the upscaled arm is the direct image itself
+            items.append(make_item("upscale", f"upscale/upscaled_{f:g}x_{_wh(W, H)}.png", s.params(), s.quant,
+                                   {**axes, "method": "upscaled"}, "upscaled", upscale={"model": model, "size": [W, H]}))
+    return Experiment("upscale", f"Generate near native, then upscale ({Path(model).name}) vs generate directly",
+                      "size", "resolution", [("factor", list(UPSCALE_FACTORS)), ("method", ["direct", "upscaled"])],
+                      items)
+
+
 def quant_experiment(s: ArticleSettings, base: list[Experiment]) -> Experiment:
     """Experiment 6: every image of the chosen experiments again at each precision. The base precision's
     column is the base experiments' own images (shared, not redone)."""
@@ -175,7 +203,7 @@ def quant_experiment(s: ArticleSettings, base: list[Experiment]) -> Experiment:
 
 
 BUILDERS = {"steps": steps_experiment, "guidance": guidance_experiment, "seeds": seeds_experiment,
-            "aspect": aspect_experiment, "resolution": resolution_experiment}
+            "aspect": aspect_experiment, "resolution": resolution_experiment, "upscale": upscale_experiment}
 
 
 def article_experiments(names: list[str], settings: ArticleSettings | None = None) -> list[Experiment]:
@@ -187,5 +215,5 @@ def article_experiments(names: list[str], settings: ArticleSettings | None = Non
     chosen = _check(names)
     base = [BUILDERS[n](settings) for n in chosen if n in BUILDERS]
     if "quant" in chosen:
-        base.append(quant_experiment(settings, list(base)))
+        base.append(quant_experiment(settings, [e for e in base if e.name not in EXTRA_EXPERIMENTS]))
     return base

@@ -10,6 +10,7 @@ spandrel recognises, loaded safely, tiled to fit the memory there is, recorded i
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from .recipe import save_upscaled, source_text, upscaled_recipe
 from .tiling import run_tiled, spans, tile_for_memory
 from .upscaler import Upscaled, Upscaler
 
-__all__ = ["Upscaler", "Upscaled", "UpscalerInfo", "upscale_file", "upscale_result", "check_file",
+__all__ = ["Upscaler", "Upscaled", "UpscalerInfo", "upscale_file", "upscale_result", "cached_upscaler", "check_file",
            "import_spandrel", "run_tiled", "spans", "tile_for_memory", "save_upscaled", "upscaled_recipe"]
 
 
@@ -57,5 +58,17 @@ def upscale_result(upscaler: Upscaler, result, scale: float | None = None, size:
     result.save() writes the upscaled PNGs (zturbo generate --upscale; the sweep's upscale arm)."""
     for i, image in enumerate(result.images):
         out = upscaler.upscale(image, scale=scale, size=size, tile=tile, on_tile=on_tile)
+        recipe = result.recipes[i]
         result.images[i] = out.image
-        result.recipes[i] = dict(result.recipes[i], upscale=[*result.recipes[i].get("upscale", []), out.record])
+        result.recipes[i] = dict(recipe, upscale=[*recipe.get("upscale", []), out.record],
+                                 timings={**recipe.get("timings", {}), "upscale": out.record["seconds"]})
+
+
+@functools.lru_cache(maxsize=1)
+def _cached(path: str, device: str | None) -> Upscaler:
+    return Upscaler.load(path, device=device)
+
+
+def cached_upscaler(path: str | os.PathLike, device=None) -> Upscaler:
+    """One loaded upscaler kept for repeated use (a sweep's upscaled items share it)."""
+    return _cached(str(Path(path).resolve()), None if device is None else str(device))
