@@ -102,6 +102,8 @@ def _one(key: str, raw: Any) -> Any:
             if isinstance(raw, bool):
                 raise ValueError
             return float(raw)
+    except InvalidParams:
+        raise
     except (ValueError, TypeError):
         raise InvalidParams(f"{key} value {raw!r} is not a number") from None
     if not isinstance(raw, str):
