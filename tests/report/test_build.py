@@ -123,3 +123,20 @@ def test_item_not_yet_made_is_shown_as_pending(tiny_sweep, tmp_path):
     html = build_report(copy).read_text()
     assert re.search(r'<figure class="frame missing" data-id="steps-3"', html)
     assert "not generated" in html
+
+
+def test_learned_metrics_join_the_captions_only_when_their_weights_are_there(tiny_sweep, tmp_path, monkeypatch):
+    from zturbo.report import build_report, learned
+
+    # no weights can be on disk here: fake the two models to check what the page does when they are
+    monkeypatch.setattr(learned, "status", lambda: [learned.LearnedMetric("LPIPS", True, "weights found: x"),
+                                                    learned.LearnedMetric("CLIP score", True, "weights found: y")])
+    monkeypatch.setattr(learned, "clip_scores", lambda images, prompts: {i: 31.0 for i in images})
+
+    def broken(pairs):
+        raise OSError("truncated checkpoint")
+
+    monkeypatch.setattr(learned, "lpips_distances", broken)
+    html = build_report(tiny_sweep, out=tmp_path / "r").read_text()
+    assert "CLIP 31.0" in html and "mean 31.00 over 21 images" in html
+    assert "unavailable: OSError: truncated checkpoint" in html  # reported, and the report still built

@@ -26,6 +26,7 @@ class Analysis:
     values: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)  # raw, for tests/JSON
     labels: dict[str, str] = dataclasses.field(default_factory=dict)  # item id -> label, where not label()
     groups: dict[str, str] = dataclasses.field(default_factory=dict)  # item id -> its group's title
+    refs: dict[str, str] = dataclasses.field(default_factory=dict)  # item id -> the frame it was measured against
 
 
 def kind(exp: Experiment) -> str:
@@ -99,6 +100,7 @@ def steps(exp, images, a: Analysis) -> None:
         im, rim = images[it.id], images[ref.id]
         v = {"ssim": M.ssim(rim, im), "psnr": M.psnr(rim, im), "mad": M.mad(rim, im)}
         a.values[it.id] = v
+        a.refs[it.id] = ref.id
         a.captions[it.id] = "reference (last)" if it is ref else f"SSIM {v['ssim']:.3f} · PSNR {_f(v['psnr'])} dB"
         a.rows.append([label(exp, it), f"{v['ssim']:.4f}", _f(v["psnr"]), f"{v['mad']:.2f}"])
         xs.append(label(exp, it).split(" ")[0])
@@ -203,6 +205,7 @@ def quant(exp, images, a: Analysis) -> None:
             im, rim = images[it.id], images[ref.id]
             v = {"ssim": M.ssim(rim, im), "psnr": M.psnr(rim, im), "drift": M.composition_drift(rim, im)}
             a.values[it.id] = v
+            a.refs[it.id] = ref.id
             a.captions[it.id] = "reference" if it is ref else f"SSIM {v['ssim']:.3f} · drift {v['drift']:.3f}"
             per_level.setdefault(quant_name(it.quant), []).append(v)
             if detail:

@@ -147,6 +147,9 @@ def build_report(sweep_dir: str | Path, out: str | Path | None = None,
     for exp in sweep.experiments:
         say(f"measuring {exp.name} ({len(exp.items)} frames)")
         analyses[exp.name] = analysis.analyze(exp, images)
+    learned_status = learned.status()
+    learned.measure(learned_status, images, {i: sweep.items[i].params.get("prompt", "") for i in images}, analyses)
+    for exp in sweep.experiments:
         # an item can appear in two experiments (quant re-uses the bf16 frames): one view per experiment
         for it in exp.items:
             data[it.id].setdefault("views", {})[exp.name] = {
@@ -156,7 +159,6 @@ def build_report(sweep_dir: str | Path, out: str | Path | None = None,
                 "group": analyses[exp.name].groups.get(it.id),
             }
 
-    learned_status = learned.status()
     html = page.render(
         sweep=sweep, analyses=analyses, data=data, learned=learned_status,
         trace=find_trace(root, out.resolve()),

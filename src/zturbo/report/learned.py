@@ -90,3 +90,27 @@ def lpips_distances(pairs: dict[str, tuple[Any, Any]]) -> dict[str, float]:
 
     with torch.no_grad():
         return {k: float(net(t(a), t(b.resize(a.size)))) for k, (a, b) in pairs.items()}
+
+
+def measure(metrics: list[LearnedMetric], images: dict, prompts: dict[str, str], analyses: dict) -> None:
+    """Add LPIPS (to each frame's reference) and CLIP score (to its prompt) to the captions, where the
+    weights are on disk. A failure is reported in the metric's note, never raised."""
+    for m in metrics:
+        if not m.available:
+            continue
+        try:
+            if m.name == "CLIP score":
+                scores = clip_scores(images, prompts)
+                for a in analyses.values():
+                    for item_id, s in scores.items():
+                        if item_id in a.captions:
+                            a.captions[item_id] += f" · CLIP {s:.1f}"
+                m.note += f"; mean {sum(scores.values()) / max(1, len(scores)):.2f} over {len(scores)} images"
+            elif m.name == "LPIPS":
+                for a in analyses.values():
+                    pairs = {i: (images[r], images[i]) for i, r in a.refs.items() if i != r}
+                    for item_id, d in lpips_distances(pairs).items():
+                        a.captions[item_id] += f" · LPIPS {d:.3f}"
+                m.note += "; shown beside SSIM (to the last step, to bf16)"
+        except Exception as exc:  # a broken cache must not cost the whole report
+            m.available, m.note = False, f"unavailable: {type(exc).__name__}: {exc}"
