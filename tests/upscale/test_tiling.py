@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from zturbo.upscale import Upscaler, spans, tile_for_memory
@@ -77,3 +78,21 @@ def test_rgba_keeps_its_alpha(up, gradient):
     assert out.mode == "RGBA" and out.size == (64, 64)
     a = np.asarray(out)[..., 3]
     assert a[:, :28].max() < 20 and a[:, 36:].min() > 235
+
+
+class _SmallCard(Upscaler):
+    """An upscaler whose device runs out of memory above 80-pixel tiles, as a small card would."""
+
+    def _run(self, x):
+        if max(x.shape[-2:]) > 80:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super()._run(x)
+
+
+def test_out_of_memory_halves_the_tile_and_still_matches(up, gradient):
+    small = _SmallCard(up.descriptor, up.info, up.device, up.dtype)
+    image = gradient(128, 96)
+    out = small.upscale(image, tile=0, overlap=16)  # the whole image does not fit: 128 -> 64-pixel tiles
+    assert out.record["tile"] == 64 and out.record["tiles"] > 1
+    whole = np.asarray(up.upscale(image, tile=0).image, dtype=int)
+    assert np.abs(np.asarray(out.image, dtype=int) - whole).max() <= 2

@@ -44,7 +44,10 @@ class Upscaler:
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None, precision: str = "auto") -> Upscaler:
         """Any architecture spandrel recognises; on the GPU if there is one; bf16/fp16 where supported."""
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        try:
+            device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        except RuntimeError:
+            raise InvalidParams(f"--device {device}: use cuda, cuda:1, cpu...") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise InvalidParams(f"--device {device}: no CUDA GPU here; use --device cpu")
         desc, info = load_descriptor(path)
@@ -95,8 +98,9 @@ class Upscaler:
         channels = self.descriptor.input_channels
         alpha = image.getchannel("A") if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info else None
         rgb = image.convert({1: "L", 3: "RGB", 4: "RGBA"}.get(channels, "RGB"))
-        if tile is None:
-            tile = self.auto_tile(w, h)
+        if tile is None:  # a model that tiles internally (spandrel's ModelTiling.INTERNAL) gets the whole image
+            internal = getattr(self.descriptor.tiling, "name", "") == "INTERNAL"
+            tile = 0 if internal else self.auto_tile(w, h)
         elif tile < 0:
             raise InvalidParams(f"tile {tile}: use a positive size in pixels, 0 for no tiling, or leave it out")
         elif 0 < tile < 2 * overlap:
