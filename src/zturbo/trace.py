@@ -19,6 +19,7 @@ import torch
 
 from . import defaults
 from .engine import Engine
+from .errors import GenerationFailed
 from .params import GenerationParams
 
 
@@ -27,8 +28,11 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _params_b(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def count_parameters(module: torch.nn.Module) -> int:
+    """Weights in a module; a GGUF parameter counts its logical (dequantized) shape, not its bytes."""
+    import math
+
+    return sum(math.prod(p.quant_shape) if hasattr(p, "quant_shape") else p.numel() for p in module.parameters())
 
 
 def _wrap(obj: Any, name: str, before=None, after=None):
@@ -173,12 +177,13 @@ def _stage_tokens(engine: Engine, prompt: str, rec: dict, cap: int) -> dict:
 def _stage_text_encoder(engine: Engine, rec: dict) -> dict:
     enc = engine.pipe.text_encoder
     states, fed = rec["hidden_states"], rec["cap_feats"]
-    match = [i for i, s in enumerate(states) if s.shape == fed.shape and torch.equal(s.to(fed.dtype), fed)]
+    fed_cpu = fed.cpu()  # the engine may keep embeddings elsewhere than the encoder ran (offload)
+    match = [i for i, s in enumerate(states) if s.shape == fed.shape and torch.equal(s.to("cpu", fed.dtype), fed_cpu)]
     n_layers = len(states) - 1  # hidden_states[0] is the embedding output, [k] the output of layer k
     idx = match[-1] if match else None
     return {
         "class": type(enc).__name__,
-        "parameters": _params_b(enc),
+        "parameters": count_parameters(enc),
         "hidden states returned": len(states),
         "hidden state fed to the DiT": None if idx is None else f"hidden_states[{idx - len(states)}] (index {idx})",
         "layer": None if idx is None else f"output of layer {idx} of {n_layers}",
@@ -248,7 +253,7 @@ def _stage_sequence(engine: Engine, rec: dict) -> dict:
         "noise / context refiners": [len(tr.noise_refiner), len(tr.context_refiner)],
         "attention heads": heads,
         "head dim": int(tr.config.dim) // heads,
-        "transformer parameters": _params_b(tr),
+        "transformer parameters": count_parameters(tr),
     }
 
 
@@ -342,12 +347,18 @@ def run_trace(engine: Engine, params: GenerationParams) -> tuple[dict, list, Any
     """Generate once under the probe. Returns (trace dict, per-pass preview images, final image)."""
     pipe = engine.pipe
     # the prompt cache would skip the text encoder, and stage 2 is about watching it run
-    engine._prompt_cache.pop(params.prompt, None)
+    cache = getattr(engine, "_prompt_cache", None)
+    if cache is not None:
+        cache.pop(params.prompt, None)
     cap = inspect.signature(type(pipe).__call__).parameters["max_sequence_length"].default
     latents: list[torch.Tensor] = []
     with Probe(pipe) as probe:
         result = engine.generate(params, on_step=lambda s, n, lat: latents.append(lat.detach().float().cpu().clone()))
     rec, recipe = probe.rec, result.recipes[0]
+    missing = [k for k in ("hidden_states", "noise", "patchify", "cap_feats", "decoder_in") if k not in rec]
+    if missing:
+        raise GenerationFailed(f"trace: the pipeline ran without reaching the hooks for {', '.join(missing)}; "
+                               "this diffusers version's ZImagePipeline differs from the one zturbo traces")
     passes = recipe["passes"]
     sigmas = pipe.scheduler.sigmas.tolist()
     x0s = _x0_estimates(rec["noise"], latents, sigmas)

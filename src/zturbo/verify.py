@@ -95,7 +95,9 @@ def same_minor(installed: str, claimed: str) -> str:
 # -- models to measure ------------------------------------------------------------------------
 
 def _count(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    from .trace import count_parameters
+
+    return count_parameters(module)
 
 
 def _hub_config(sub: str) -> dict | None:
@@ -145,6 +147,7 @@ def vae_factor(vae) -> int:
 
 
 def patch_size(transformer) -> int:
+    """From the patch embedder: it maps patch x patch x channels latent values to one token."""
     emb = next(iter(transformer.all_x_embedder.values()))
     return round((emb.in_features / transformer.in_channels) ** 0.5)
 

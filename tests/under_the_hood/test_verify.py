@@ -147,3 +147,13 @@ def test_cli_json_parses(tiny_result, capsys, monkeypatch):
     assert main(["verify", "--model", "tiny", "--device", "cpu", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert {c["verdict"] for c in doc["checks"]} <= {HOLDS, DIFFERS, CANT} and doc["summary"][HOLDS] > 10
+
+
+def test_gguf_parameters_count_their_dequantized_shape(tiny_engine):
+    """A GGUF transformer stores bytes; the count must be the weights, as for the bf16 model."""
+    from zturbo import Engine
+    from zturbo.trace import count_parameters
+
+    q8 = Engine.load(model="tiny", quant="q8", device="cpu")
+    assert count_parameters(q8.pipe.transformer) == count_parameters(tiny_engine.pipe.transformer)
+    assert count_parameters(q8.pipe.transformer) != sum(p.numel() for p in q8.pipe.transformer.parameters())
