@@ -37,7 +37,7 @@ from ..errors import InvalidParams
 from .history import History
 from .jobs import CANCELLED, DONE, JobQueue, QueueFull
 from .schemas import JobRequest, OpenAIImageRequest, to_params
-from .security import BodyTooLarge, SecurityMiddleware, normalize_origin
+from .security import SecurityMiddleware, normalize_origin
 
 STATIC = resources.files("zturbo.server") / "static"
 ASPECTS = ("1:1", "4:3", "3:4", "3:2", "2:3", "16:9", "9:16")
@@ -83,13 +83,19 @@ def cli_command(recipe: dict[str, Any]) -> str:
     return shlex.join(args)
 
 
+def precision(model: dict[str, Any]) -> str:
+    """What the UI shows: the GGUF quant, or the weights' dtype for unquantised weights."""
+    quant, dtype = model.get("quant"), model.get("dtype", "bfloat16")
+    return dtype if quant in (None, "bf16") else f"{quant} (compute {dtype})"
+
+
 def history_item(row: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     p = row["recipe"]["params"]
     return {
         "id": row["id"], "name": row["name"], "url": f"/api/images/{row['name']}", "job_id": row["job_id"],
         "created": row["created"], "seed": str(p["seed"]), "prompt": p["prompt"], "width": p["width"],
         "height": p["height"], "steps": p["steps"], "guidance": p["guidance"],
-        "missing": not (out_dir / row["name"]).is_file(),
+        "missing": not (out_dir / row["name"]).is_file(), "precision": precision(row["recipe"].get("model", {})),
         "command": cli_command(row["recipe"]), "recipe": row["recipe"],
     }
 
@@ -155,10 +161,6 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     async def _full(_, exc):
         return error(503, str(exc), "queue_full", {"Retry-After": str(defaults.SERVER_RETRY_AFTER_S)})
 
-    @app.exception_handler(BodyTooLarge)
-    async def _too_large(_, exc):
-        return error(413, f"request body over {max_body} bytes", "body_too_large")
-
     @app.exception_handler(HTTPException)
     async def _http(_, exc):
         return error(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "http_error")
@@ -194,7 +196,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
         info = engine.info
         return {
             "status": "ok", "version": __version__, "model": info.to_dict(), "label": info.label,
-            "precision": info.quant if info.quant != "bf16" else info.dtype,
+            "precision": precision(info.to_dict()),
             "device": getattr(engine, "device_name", "unknown"), "queue": jobs.stats(),
             "images": history.count(),
             "defaults": {"steps": defaults.STEPS, "guidance": defaults.GUIDANCE,

@@ -130,6 +130,7 @@ class JobQueue:
         self.running: Job | None = None
         self.completed = 0
         self.failed = 0
+        self.peak_waiting = 0  # the most jobs ever waiting at once (never above the bound)
         self._pending: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -147,6 +148,7 @@ class JobQueue:
             if len(self._pending) >= self.bound:
                 raise QueueFull(f"the queue is full ({self.bound} jobs waiting): retry later")
             self._pending.append(job)
+            self.peak_waiting = max(self.peak_waiting, len(self._pending))
             self._remember(job)
             position = len(self._pending)
             self._cond.notify()
@@ -173,7 +175,7 @@ class JobQueue:
         with self._cond:
             return {"waiting": len(self._pending), "bound": self.bound,
                     "running": self.running.id if self.running else None,
-                    "completed": self.completed, "failed": self.failed}
+                    "peak_waiting": self.peak_waiting, "completed": self.completed, "failed": self.failed}
 
     def shutdown(self, timeout: float = defaults.SERVER_SHUTDOWN_GRACE_S) -> None:
         """Refuse new jobs, cancel the waiting ones and the running one, and wait for the worker."""

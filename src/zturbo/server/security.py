@@ -4,7 +4,7 @@
      hosts): a foreign Host is how DNS rebinding reaches a loopback server -> 403.
   2. Origin, when a browser sends one, must be this server itself or an --allow-origin -> 403:
      no other website can drive the API (CSRF), even with a simple form POST.
-  3. The body is capped (Content-Length, and counted for chunked bodies) -> 413.
+  3. The body is capped (by Content-Length, or counted when chunked) -> 413.
   4. With a token, every API call needs `Authorization: Bearer <token>` -> 401. The web UI
      itself (/, /static, /docs) carries no data and loads without it.
 Every response also gets headers that stop framing and sniffing, and a CSP for the UI.
@@ -112,7 +112,19 @@ class SecurityMiddleware:
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.token):
                 return await _reply(send, 401, "missing or wrong token: send Authorization: Bearer <token>",
                                     [(b"www-authenticate", b"Bearer")])
-        return await self.app(scope, self._capped(receive, send), self._with_headers(send))
+        if length is None and scope["type"] == "http" and scope.get("method") in ("POST", "PUT", "PATCH"):
+            # a chunked body: read it here, up to the cap, and hand it on whole
+            body, more = b"", True
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > self.max_body:
+                    return await _reply(send, 413, f"request body over {self.max_body} bytes")
+            receive = _replay(body, receive)
+        return await self.app(scope, receive, self._with_headers(send))
 
     def _origin_allowed(self, origin: str, host: tuple[str, int | None], scope) -> bool:
         try:
@@ -126,21 +138,6 @@ class SecurityMiddleware:
         # same origin as the Host header the request came in on (which is already allowlisted)
         return parts is not None and parts == (scheme, host[0], host[1] or default)
 
-    def _capped(self, receive, send):
-        seen = 0
-        limit = self.max_body
-
-        async def wrapped():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise BodyTooLarge()
-            return message
-
-        return wrapped
-
     @staticmethod
     def _with_headers(send):
         async def wrapped(message):
@@ -151,8 +148,17 @@ class SecurityMiddleware:
         return wrapped
 
 
-class BodyTooLarge(Exception):
-    """A chunked body grew past the cap while being read; the app turns it into a 413."""
+def _replay(body: bytes, receive):
+    sent = False
+
+    async def wrapped():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # then disconnects, as usual
+
+    return wrapped
 
 
 async def _reply(send, status: int, message: str, extra: list | None = None) -> None:

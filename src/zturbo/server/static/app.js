@@ -110,7 +110,7 @@ for (const id of ["width", "height"]) {
 function seedLocked() { return $("seed-lock").getAttribute("aria-pressed") === "true"; }
 function setSeedLock(on) {
   $("seed-lock").setAttribute("aria-pressed", String(on));
-  $("seed-lock").textContent = on ? "🔒 locked" : "🔓 random";
+  $("seed-lock").textContent = on ? "Locked" : "Random";
 }
 $("seed-lock").addEventListener("click", () => setSeedLock(!seedLocked()));
 $("seed").addEventListener("input", () => setSeedLock($("seed").value.trim() !== ""));
@@ -235,11 +235,16 @@ async function finish(job) {
   state.job = null;
   $("generate").disabled = false;
   $("cancel").disabled = true;
+  const names = (job.images || []).map((i) => (typeof i === "string" ? i : i.name));
   if (job.state === "done") {
     setStatus("done", "");
     $("bar").value = $("bar").max;
-    message(`saved ${job.images.length} image${job.images.length === 1 ? "" : "s"}`, "ok");
+    message(`saved ${names.length} image${names.length === 1 ? "" : "s"}`, "ok");
     await loadHistory(true);
+    if (names.length) {
+      // the finished image replaces the last pass preview
+      imageUrl(names[0]).then((u) => { $("preview").src = u; $("preview").hidden = false; }).catch(() => {});
+    }
   } else if (job.state === "cancelled") {
     setStatus("cancelled", "");
     message("cancelled: nothing was saved", "");
@@ -323,7 +328,7 @@ async function openViewer(item) {
     ["prompt", p.prompt], ["negative", p.negative_prompt || "—"], ["seed", item.seed],
     ["size", `${p.width}×${p.height}`], ["steps", `${p.steps} (${r.passes} passes counted)`],
     ["guidance", p.guidance], ["rng", p.rng], ["model", (r.model && r.model.label) || ""],
-    ["precision", r.model ? r.model.quant + (r.model.dtype ? " / " + r.model.dtype : "") : ""],
+    ["precision", item.precision],
     ["device", r.device], ["seconds", Object.entries(r.timings || {}).map(([k, v]) => `${k} ${v}`).join(", ")],
     ["warnings", (r.warnings || []).join("; ") || "—"], ["file", item.name],
   ];
@@ -373,8 +378,8 @@ $("compare-btn").addEventListener("click", async () => {
   const [a, b] = state.selected.map((n) => state.items.get(n));
   $("cmp-a").src = await imageUrl(a.name);
   $("cmp-b").src = await imageUrl(b.name);
-  $("cmp-a-label").textContent = `◀ A: seed ${a.seed} · ${a.steps} steps · g ${a.guidance}`;
-  $("cmp-b-label").textContent = `B: seed ${b.seed} · ${b.steps} steps · g ${b.guidance} ▶`;
+  $("cmp-a-label").textContent = `A: seed ${a.seed} · ${a.steps} steps · g ${a.guidance}`;
+  $("cmp-b-label").textContent = `B: seed ${b.seed} · ${b.steps} steps · g ${b.guidance}`;
   $("compare-box").style.aspectRatio = `${a.width} / ${a.height}`;
   $("cmp-slider").value = 50;
   slide();

@@ -1,0 +1,152 @@
+"""The web UI in headless Chromium against a live server on the tiny model: generate and watch the
+passes, find the image in the gallery, compare two, cancel, a phone-sized screen, a token server.
+Screenshots are kept in build/screenshots/ (or $ZTURBO_SCREENSHOTS)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+from browser_support import launch, open_page
+from server_support import wait_for
+
+SHOTS = Path(os.environ.get("ZTURBO_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "build" / "screenshots")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with launch() as b:
+        yield b
+
+
+def shot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"serve-{name}.png"), full_page=True)
+
+
+def open_ui(browser, srv, viewport=(1280, 900)):
+    page, log = open_page(browser, allow=(srv.url, "data:", "blob:"), viewport=viewport)
+    page.goto(srv.url + "/")
+    page.wait_for_selector("#precision:not(:empty)")
+    return page, log
+
+
+def fill_small(page, prompt, steps=3):
+    page.fill("#prompt", prompt)
+    page.fill("#width", "64")
+    page.fill("#height", "64")
+    page.fill("#steps", str(steps))
+
+
+def clean(log):
+    assert log.errors == [] and log.blocked == [] and log.failed == [], log
+
+
+def test_generate_watch_the_passes_and_find_the_image(browser, live_server, engine):
+    srv = live_server()
+    page, log = open_ui(browser, srv)
+    assert page.text_content("#model").startswith("zturbo-tiny") and page.text_content("#precision")
+    fill_small(page, "a red fox in the snow", steps=3)
+    page.click("#seed-dice")
+    seed = page.input_value("#seed")
+    assert page.text_content("#seed-lock") == "Locked"
+    engine.hold()  # park the job at the end of its first pass, to look at the progress
+    page.click("#generate")
+    page.wait_for_selector("#preview[src^='data:image/jpeg']:not([hidden])")
+    assert page.text_content("#step-count") == "pass 1/3" and page.text_content("#status") == "running"
+    assert page.is_disabled("#generate") and page.is_enabled("#cancel")
+    shot(page, "progress")
+    engine.release()
+    page.wait_for_selector(".card img[src^='blob:']")
+    assert page.text_content("#status") == "done" and "saved 1 image" in page.text_content("#message")
+    assert f"seed {seed}" in page.text_content(".card figcaption")
+    shot(page, "gallery")
+    page.click(".card img")
+    page.wait_for_selector("#viewer[open]")
+    cmd = page.text_content("#viewer-cmd")
+    assert cmd.startswith("zturbo generate 'a red fox in the snow'") and f"--seed {seed}" in cmd
+    assert page.get_attribute("#download", "download").endswith(".png")
+    assert page.get_attribute("#download", "href").startswith("blob:")
+    shot(page, "viewer")
+    clean(log)
+
+
+def test_compare_two_images_with_the_slider(browser, live_server):
+    srv = live_server()
+    for seed in (1, 2):
+        r = httpx.post(srv.url + "/v1/images/generations", timeout=60,
+                       json={"prompt": "a robot", "size": "64x64", "steps": 1 + seed, "seed": seed})
+        assert r.status_code == 200
+    page, log = open_ui(browser, srv)
+    page.wait_for_selector(".card:nth-child(2) img[src^='blob:']")
+    assert page.is_disabled("#compare-btn")
+    boxes = page.query_selector_all(".card input[type=checkbox]")
+    boxes[0].check()
+    boxes[1].check()
+    assert page.text_content("#compare-btn") == "Compare (2/2)"
+    page.click("#compare-btn")
+    page.wait_for_selector("#compare[open] #cmp-b[src^='blob:']")
+    assert "seed 2" in page.text_content("#cmp-a-label") and "seed 1" in page.text_content("#cmp-b-label")
+    page.fill("#cmp-slider", "20")
+    assert page.evaluate("() => document.getElementById('cmp-a').style.clipPath") == "inset(0px 80% 0px 0px)"
+    shot(page, "compare")
+    clean(log)
+
+
+def test_cancel_a_job_from_the_ui(browser, live_server, engine):
+    srv = live_server()
+    page, log = open_ui(browser, srv)
+    fill_small(page, "cancel me", steps=4)
+    engine.hold()
+    page.click("#generate")
+    page.wait_for_selector("#step-count:has-text('pass 1/4')")
+    page.click("#cancel")
+    page.wait_for_selector("#status:has-text('cancelled')")
+    assert "nothing was saved" in page.text_content("#message")
+    assert page.is_enabled("#generate") and page.query_selector_all(".card") == []
+    assert httpx.get(srv.url + "/api/history").json()["total"] == 0
+    shot(page, "cancelled")
+    clean(log)
+
+
+def test_bad_input_shows_the_cli_message(browser, live_server):
+    srv = live_server()
+    page, log = open_ui(browser, srv)
+    page.fill("#prompt", "x")
+    page.fill("#width", "1000")
+    page.click("#generate")
+    page.wait_for_selector("#message.error")
+    assert "width 1000 is not a multiple of 16" in page.text_content("#message")
+    assert [e for e in log.errors if "422" not in e] == []  # the browser logs the 422 itself
+
+
+def test_usable_on_a_phone(browser, live_server, engine):
+    srv = live_server()
+    page, log = open_ui(browser, srv, viewport=(390, 844))
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+    fill_small(page, "a small screen", steps=2)
+    box = page.query_selector("#generate").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] >= 40  # a thumb-sized target
+    page.click("#generate")
+    page.wait_for_selector(".card img[src^='blob:']")
+    page.click(".card img")
+    page.wait_for_selector("#viewer[open]")
+    assert page.query_selector("#viewer-img").bounding_box()["width"] <= 390
+    shot(page, "phone")
+    clean(log)
+
+
+def test_a_token_server_asks_for_the_token_once(browser, live_server):
+    srv = live_server(token="let-me-in")
+    page, log = open_page(browser, allow=(srv.url, "data:", "blob:"))
+    page.goto(srv.url + "/")
+    page.wait_for_selector("#token-dialog[open]")
+    page.fill("#token", "let-me-in")
+    page.click("#token-form button[type=submit]")
+    page.wait_for_selector("#precision:not(:empty)")
+    page.reload()
+    page.wait_for_selector("#precision:not(:empty)")  # remembered in this browser
+    assert not page.is_visible("#token-dialog")
+    assert [e for e in log.errors if "401" not in e] == []
