@@ -187,7 +187,14 @@ def build_grid(name: str, prompts: list[str], fixed: dict[str, Any], axes: list[
     become one more (outermost) axis."""
     if not _SAFE.sub("", name) or "/" in name or name.startswith("."):
         raise InvalidParams(f"experiment name {name!r} must be a plain folder name, e.g. fox-grid")
+    fixed = dict(fixed)
+    cap = fixed.pop("max_megapixels", None)  # a limit, not a knob: fixed only
+    gguf = fixed.get("quant") == "gguf" and fixed.pop("quant")  # a --gguf file: fixed only
     fixed = {canonical_key(k): _one(canonical_key(k), v) for k, v in fixed.items()}
+    if cap is not None:
+        fixed["max_megapixels"] = cap
+    if gguf:
+        fixed["quant"] = "gguf"
     axes = [(canonical_key(k), v) for k, v in axes]
     keys = [k for k, _ in axes]
     if len(set(keys)) != len(keys):
