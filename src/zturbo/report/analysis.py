@@ -168,12 +168,17 @@ def _detail_and_dup(exp, images, a: Analysis, chart: bool) -> None:
         if v["duplication"] >= defaults.REPORT_DUPLICATION_FLAG:
             a.flags[it.id] = f"possible repeated subject (self-similarity {v['duplication']:.2f})"
         a.rows.append([label(exp, it), f"{im.width}×{im.height}", f"{v['mp']:.3f}", _f(v["hf_per_mp"]), f"{v['duplication']:.3f}"])
-        xs.append(f"{v['mp'] * 1e6 / defaults.MEGAPIXEL:.2f}")
+        xs.append(f"{v['mp'] * 1e6 / defaults.MEGAPIXEL:.2g}")
         hf.append(v["hf_per_mp"])
         dup.append(v["duplication"])
-    if ok and chart:
-        a.charts += [svg.line_chart("detail: high-frequency energy per megapixel", xs, {"HF/MP": hf}, "MP"),
-                     svg.line_chart("duplication score (self-similarity)", xs, {"dup": dup}, "MP")]
+    if ok and chart:  # one line per row (orientation), over the rungs' megapixels
+        mps = sorted(set(xs), key=float)
+        rows = list(dict.fromkeys(it.row or "frames" for it in ok))
+        def by_row(vals):
+            return {r: [next((v for it, x, v in zip(ok, xs, vals) if (it.row or "frames") == r and x == m), None)
+                        for m in mps] for r in rows}
+        a.charts += [svg.line_chart("detail: high-frequency energy per megapixel", mps, by_row(hf), "MP"),
+                     svg.line_chart("duplication score (self-similarity)", mps, by_row(dup), "MP")]
     flagged = [label(exp, it) for it in ok if it.id in a.flags]
     a.summary = (f"Detail per megapixel (summed squared Laplacian / MP) and a duplication score (best correlation "
                  f"between the image and itself shifted; ≥ {defaults.REPORT_DUPLICATION_FLAG} is flagged). "

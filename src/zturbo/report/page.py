@@ -22,7 +22,7 @@ SEED_H = 150
 QUANT_H = 260
 GRID_H = 130
 ASPECT_AREA = 175 * 175  # aspect: every frame drawn with this area, at its true proportions
-RES_MAX_W = 640  # resolution: the largest frame's width; the others keep area proportional to pixels
+RES_MAX_SIDE = 560  # resolution: the largest frame's long side; the others keep area proportional to pixels
 CMP_MAX_W, CMP_MAX_H = 640, 520  # the comparison slider's box
 HOVER = {"aspect": 1.3}  # hover magnification by layout ("enlarge slightly" for aspect); default below
 HOVER_DEFAULT = 1.8
@@ -96,8 +96,8 @@ def _grid(exp: Experiment, data, res_scale) -> str:
 
 def layout_html(exp: Experiment, data: dict) -> str:
     layout = exp.layout if exp.layout in ("row", "seeds", "aspect", "resolution", "quant", "grid") else "row"
-    widths = [data[it.id].get("w") or it.size[0] for it in exp.items]
-    res_scale = RES_MAX_W / max([w for w in widths if w] or [RES_MAX_W])
+    sides = [max(data[it.id].get("w") or it.size[0], data[it.id].get("h") or it.size[1]) for it in exp.items]
+    res_scale = RES_MAX_SIDE / max([s for s in sides if s] or [RES_MAX_SIDE])  # one scale: area ∝ pixels
     if layout == "grid":
         return _grid(exp, data, res_scale)
     if layout == "quant":
@@ -127,7 +127,8 @@ def slider_html(exp: Experiment, data: dict) -> str:
 
     options = "".join(f'<option value="{escape(it.id)}">{escape(text(it))}</option>' for it in ok)
     first = data[ok[0].id]
-    b = ok[-1]
+    shape = first.get("w", 1) / first.get("h", 1)  # compare like with like: the last frame of the same shape
+    b = next((it for it in reversed(ok[1:]) if abs(data[it.id].get("w", 1) / data[it.id].get("h", 1) - shape) < 0.02), ok[-1])
     if kind(exp) == "quant":  # compare within the first recipe: bf16 against its most compressed re-make
         first_group = next(iter(quant_groups(exp).values()))
         b = next((it for it in reversed(first_group) if it in ok and it is not ok[0]), b)
