@@ -108,10 +108,22 @@ def _safetensors(path: Path) -> WeightsFile:
     return WeightsFile(path, "safetensors", arch, tensors, path.stat().st_size, load)
 
 
+def _safetensors_folder(path: Path) -> WeightsFile:
+    """A sharded checkpoint (diffusers' transformer/ folder): the union of its .safetensors files."""
+    shards = [_safetensors(f) for f in sorted(path.glob("*.safetensors"))]
+    if not shards:
+        raise WeightsNotFound(f"{path} holds no .safetensors files")
+    owner = {t.name: sh for sh in shards for t in sh.tensors}
+    return WeightsFile(path, "safetensors", shards[0].architecture, [t for sh in shards for t in sh.tensors],
+                       sum(sh.file_bytes for sh in shards), lambda name: owner[name].load(name))
+
+
 def open_weights(path: str | Path) -> WeightsFile:
     path = Path(path).expanduser()
+    if path.is_dir():
+        return _safetensors_folder(path)
     if not path.is_file():
-        raise WeightsNotFound(f"{path} not found: give a .gguf or .safetensors file")
+        raise WeightsNotFound(f"{path} not found: give a .gguf or .safetensors file (or a folder of .safetensors)")
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic == b"GGUF":

@@ -71,6 +71,17 @@ def test_layers_kept_at_higher_precision_are_named(tmp_path):
     assert [k["layer_type"] for k in r["kept_higher_precision"]] == ["layers.*.attention.qkv.weight"]
 
 
+def test_against_a_sharded_reference_folder(files, tmp_path):
+    sd = tiny.build_components()["transformer"].state_dict()
+    keys = sorted(sd)
+    folder = tmp_path / "transformer"
+    folder.mkdir()
+    for i, part in enumerate((keys[::2], keys[1::2])):
+        save_file({k: sd[k].contiguous() for k in part}, str(folder / f"diffusion_pytorch_model-{i:05d}.safetensors"))
+    cmp = inspect_file(files["Q8_0"], against=folder)["against"]
+    assert cmp["compared"] == files["n_file_tensors"] and 0 < cmp["mean_rel_error"] < EXPECT["Q8_0"][1]
+
+
 def test_safetensors_summary(files):
     r = inspect_file(files["ref"])
     assert r["format"] == "safetensors" and set(r["types"]) == {"F32"} and r["bits_per_weight"] == 32.0

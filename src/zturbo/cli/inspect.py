@@ -16,13 +16,15 @@ BF16/F32 .gguf) it dequantizes every tensor and reports its relative error, summ
 examples:
   zturbo inspect ~/.cache/huggingface/hub/models--unsloth--Z-Image-Turbo-GGUF/snapshots/*/z-image-turbo-Q4_K_M.gguf
   zturbo inspect z-image-turbo-Q2_K.gguf --against z-image-turbo-BF16.gguf
+  zturbo inspect z-image-turbo-Q8_0.gguf --against ~/.cache/huggingface/hub/models--Tongyi-MAI--Z-Image-Turbo/snapshots/*/transformer
   zturbo inspect model.gguf --json --tensors"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="a .gguf or .safetensors file")
     p.add_argument("--against", metavar="REF", default=None,
-                   help="full-precision weights of the same model: report each tensor's relative error")
+                   help="full-precision weights of the same model (a file, or a folder of .safetensors shards "
+                        "such as the hub's transformer/): report each tensor's relative error")
     p.add_argument("--tensors", action="store_true", help="also list every tensor")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
