@@ -140,3 +140,13 @@ def test_learned_metrics_join_the_captions_only_when_their_weights_are_there(tin
     html = build_report(tiny_sweep, out=tmp_path / "r").read_text()
     assert "CLIP 31.0" in html and "mean 31.00 over 21 images" in html
     assert "unavailable: OSError: truncated checkpoint" in html  # reported, and the report still built
+
+
+def test_an_upscaled_frame_reproduces_as_generate_then_upscale(tiny_sweep):
+    item = load(tiny_sweep).items["steps-2"]
+    item.upscale = {"model": "/models/2x SPAN.safetensors", "size": [64, 64]}
+    cmd = generate_command(item)
+    first, second = cmd.split(" && ")
+    assert shlex.split(first)[-2:] == ["-o", "steps-2_base.png"]
+    assert shlex.split(second) == ["zturbo", "upscale", "steps-2_base.png", "--model", "/models/2x SPAN.safetensors",
+                                   "--scale", "2"]

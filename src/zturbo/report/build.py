@@ -76,6 +76,11 @@ def generate_command(item: Item) -> str:
     name = model.get("model")
     if name and name != defaults.MODEL_ID:
         args += ["--model", shlex.quote(str(name))]
+    up = item.upscale
+    if up and up.get("model") and up.get("size") and p.get("width"):
+        base = Path(item.file).stem + "_base.png"
+        args += ["-o", shlex.quote(base), "&&", "zturbo", "upscale", shlex.quote(base), "--model",
+                 shlex.quote(str(up["model"])), "--scale", f"{int(up['size'][0]) / int(p['width']):.4g}"]
     return " ".join(args)
 
 

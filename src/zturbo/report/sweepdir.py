@@ -26,6 +26,7 @@ class Item:
     error: str | None = None
     record: dict[str, Any] = dataclasses.field(default_factory=dict)  # the manifest line
     path: Path | None = None
+    upscale: dict[str, Any] | None = None  # {"model": file, "size": [w, h]}: generated, then upscaled
 
     @property
     def ok(self) -> bool:
@@ -74,6 +75,7 @@ def load(root: str | Path) -> Sweep:
             id=item_id, experiment=spec.get("experiment", ""), file=spec.get("file", ""),
             params=dict(spec.get("params") or {}), quant=spec.get("quant") or "bf16",
             axes=dict(spec.get("axes") or {}), row=spec.get("row"),
+            upscale=spec.get("upscale") if isinstance(spec.get("upscale"), dict) else None,
         )
         rec = sweep.record(item_id)
         if rec is not None:
