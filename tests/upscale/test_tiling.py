@@ -96,3 +96,11 @@ def test_out_of_memory_halves_the_tile_and_still_matches(up, gradient):
     assert out.record["tile"] == 64 and out.record["tiles"] > 1
     whole = np.asarray(up.upscale(image, tile=0).image, dtype=int)
     assert np.abs(np.asarray(out.image, dtype=int) - whole).max() <= 2
+
+
+def test_palette_transparency_survives(up):
+    image = Image.new("P", (20, 10))
+    image.putpalette([0, 0, 0, 255, 0, 0])
+    image.info["transparency"] = 0
+    out = up.upscale(image, tile=0).image
+    assert out.mode == "RGBA" and out.size == (40, 20) and np.asarray(out)[..., 3].max() == 0

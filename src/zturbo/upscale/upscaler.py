@@ -96,7 +96,10 @@ class Upscaler:
         w, h = image.size
         target = self._target(w, h, scale, size)
         channels = self.descriptor.input_channels
-        alpha = image.getchannel("A") if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info else None
+        alpha = None
+        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:  # palette transparency too
+            image = image.convert("RGBA")
+            alpha = image.getchannel("A")
         rgb = image.convert({1: "L", 3: "RGB", 4: "RGBA"}.get(channels, "RGB"))
         if tile is None:  # a model that tiles internally (spandrel's ModelTiling.INTERNAL) gets the whole image
             internal = getattr(self.descriptor.tiling, "name", "") == "INTERNAL"
