@@ -80,10 +80,30 @@ _CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em a
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;width:100%}td{padding:3px 8px;vertical-align:top;border-bottom:1px solid #eee}
 td:first-child{width:32%;color:#555}code,.v{font-family:ui-monospace,monospace;font-size:12.5px;word-break:break-word}
-img{max-width:100%;image-rendering:pixelated}.meta{color:#666}"""
+img{max-width:100%;image-rendering:pixelated}.meta,.read{color:#666}
+.strip{display:flex;gap:6px;overflow-x:auto}.strip figure{margin:0;flex:0 0 auto}
+.strip img{height:160px;width:auto;max-width:none}figcaption{font-size:12px;color:#555;text-align:center}"""
 
 
-def render_html(trace: dict, strip: Image.Image, image: Image.Image) -> str:
+# one line per stage: what to read in its numbers (the article's Part 3, step by step)
+READ = {
+    1: "The prompt is wrapped in the chat template, then tokenized; the pipeline reads at most the cap and "
+       "silently drops the rest.",
+    2: "The text encoder returns the embedding output plus one hidden state per layer; the one the DiT "
+       "received is found by comparing them with its input.",
+    3: "The seed fixes this tensor, and with it the picture.",
+    4: "The VAE works at a fraction of the size with more channels; patches of latent pixels become tokens, "
+       "hence the size grid.",
+    5: "Image and caption tokens share one sequence through the same blocks, each part padded to the multiple "
+       "shown.",
+    6: "Position ids: caption tokens count along the first axis, image tokens spread over height and width.",
+    7: "A hook counts the transformer passes (compare them with the steps asked); the frames show what the "
+       "model predicts the clean image to be at each pass.",
+    8: "The latents are unscaled and shifted, then decoded to pixels.",
+}
+
+
+def render_html(trace: dict, strip: Image.Image, image: Image.Image, previews: list[Image.Image] = ()) -> str:
     e, p = html.escape, trace["params"]
     parts = [
         "<!doctype html><html lang=en><meta charset=utf-8>",
@@ -95,12 +115,19 @@ def render_html(trace: dict, strip: Image.Image, image: Image.Image) -> str:
         f"steps {p['steps']} · guidance {p['guidance']:g}</p>",
     ]
     for s in trace["stages"]:
-        parts.append(f"<h2 id=stage-{s['stage']}>{s['stage']}. {e(s['title'])}</h2><table>")
+        parts.append(f"<h2 id=stage-{s['stage']}>{s['stage']}. {e(s['title'])}</h2>"
+                     f"<p class=read>{e(READ.get(s['stage'], ''))}</p><table>")
         parts += [f"<tr><td>{e(k)}<td class=v>{e(fmt(v))}" for k, v in s["facts"].items()]
         parts.append("</table>")
         if s["stage"] == 7:
-            parts.append("<p>The model's estimate of the clean image after each pass (x0), decoded by the VAE:</p>"
-                         f"<img alt='x0 after each pass' src='{_data_uri(strip)}'>")
+            sig = s["facts"]["sigmas (shifted, then the end)"]
+            frames = previews or [strip]
+            figs = "".join(
+                f"<figure><img alt='x0 after pass {i}' src='{_data_uri(im)}'>"
+                f"<figcaption>pass {i} · σ {sig[i - 1]:.3f}</figcaption></figure>"
+                for i, im in enumerate(frames, 1))
+            parts.append("<p>The model's estimate of the clean image after each pass (x0), decoded by the VAE "
+                         "(also <a href=filmstrip.png>filmstrip.png</a>):</p>" f"<div class=strip>{figs}</div>")
     parts.append(f"<h2>Result</h2><img alt='final image' src='{_data_uri(image)}'>")
     return "\n".join(parts) + "\n"
 
@@ -116,6 +143,6 @@ def write_trace(out_dir: str | Path, trace: dict, previews: list[Image.Image], i
         "json": write_text_atomic(out / "trace.json", json.dumps(doc, indent=1, ensure_ascii=False) + "\n"),
         "filmstrip": write_with(out / "filmstrip.png", lambda t: strip.save(t, format="PNG")),
         "image": write_with(out / "image.png", lambda t: image.save(t, format="PNG")),
-        "html": write_text_atomic(out / "trace.html", render_html(trace, strip, image)),
+        "html": write_text_atomic(out / "trace.html", render_html(trace, strip, image, previews)),
     }
     return paths
