@@ -86,5 +86,9 @@ def run(args) -> int:
           file=sys.stderr, flush=True)
     if args.token == "random":
         print(f"token: {token}", file=sys.stderr, flush=True)
-    make_server(app, args.host, args.port).run()
+    try:
+        make_server(app, args.host, args.port).run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: the normal way to stop
+        pass
+    print("zturbo serve stopped: no job was left half-written", file=sys.stderr)
     return 0

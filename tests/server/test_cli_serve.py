@@ -1,0 +1,71 @@
+"""`zturbo serve` as a user runs it: a real process on a loopback port; Ctrl-C during a job stops
+it promptly, cancels the job and leaves no file behind, half-written or whole."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import httpx
+from server_support import wait_for
+
+from zturbo.cli import main
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_runs_and_ctrl_c_cancels_the_running_job(tmp_path):
+    port, out = free_port(), tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zturbo", "serve", "--model", "tiny", "--device", "cpu", "--port", str(port),
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def up():
+            try:
+                return httpx.get(url + "/api/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read()
+                return False
+
+        wait_for(up, 120, "zturbo serve to answer")
+        assert httpx.get(url + "/").text.startswith("<!doctype html>")
+        job = httpx.post(url + "/api/jobs", json={"prompt": "long", "size": "128x128", "steps": 100}).json()
+        events = []
+
+        def listen():  # an open SSE stream must not hold the shutdown up
+            with httpx.stream("GET", f"{url}/api/jobs/{job['id']}/events", timeout=60) as r:
+                for line in r.iter_lines():
+                    if line.startswith("event: "):
+                        events.append(line[7:])
+
+        t = threading.Thread(target=listen, daemon=True)
+        t.start()
+        wait_for(lambda: "step" in events, 60, "the job to start its passes")
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "serving zturbo-tiny" in output and "stopped" in output and f"http://127.0.0.1:{port}/" in output
+    t.join(10)
+    assert events[-1] == "cancelled"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("history.sqlite")) == []
+
+
+def test_bad_serve_options_fail_cleanly(capsys, tmp_path):
+    assert main(["serve", "--model", "tiny", "--port", "70000"]) == 2
+    assert "--port 70000 is outside 1..65535" in capsys.readouterr().err
+    assert main(["serve", "--model", "tiny", "--allow-origin", "mybox", "--out", str(tmp_path)]) == 2
+    assert "is not an origin like http://host:port" in capsys.readouterr().err
