@@ -217,6 +217,12 @@ def behaviour_checks(engine) -> list[Check]:
     src = "loaded pipeline, passes counted by a hook"
     rows: list[Check] = []
     pipe = engine.pipe
+    parts = {k: type(v).__name__ for k, v in pipe.components.items() if v is not None}
+    expected = {"scheduler": "FlowMatchEulerDiscreteScheduler", "text_encoder": "Qwen3Model",
+                "tokenizer": "Qwen2Tokenizer", "transformer": "ZImageTransformer2DModel", "vae": "AutoencoderKL"}
+    parts_hold = set(parts) == set(expected) and all(parts[k].startswith(v) for k, v in expected.items())
+    rows.append(Check("Pipeline parts", ", ".join(expected.values()), ", ".join(parts.values()),
+                      HOLDS if parts_hold else DIFFERS, source="loaded pipeline"))
     tok_name = type(pipe.tokenizer).__name__
     rows.append(Check("Tokenizer", "Qwen2Tokenizer", tok_name, HOLDS if tok_name.startswith("Qwen2Tokenizer") else DIFFERS,
                       source="loaded pipeline"))
@@ -253,9 +259,6 @@ def behaviour_checks(engine) -> list[Check]:
                       f"caption ids t {cap_r[0]}, h/w 0; image ids t {img_r[0][0]}, h {img_r[1]}, w {img_r[2]}",
                       HOLDS if text_temporal and image_spatial else DIFFERS, source="trace hooks"))
 
-    sch = type(pipe.scheduler).__name__
-    rows.append(Check("Scheduler", "FlowMatchEulerDiscreteScheduler", sch, same(sch, "FlowMatchEulerDiscreteScheduler"),
-                      source="loaded pipeline"))
     p9, _, t9 = _passes(engine, 9)
     rows.append(Check("Steps 9 -> passes", "8 forward passes (8 scheduler steps)", f"{p9} passes, {t9} timesteps",
                       same(p9, 8), why="diffusers >= 0.39 runs one pass per step; the 9th step of older releases "
@@ -307,7 +310,7 @@ def unmeasurable() -> list[Check]:
     why = "a training or benchmark claim: nothing in the weights or the code measures it"
     return [
         Check("Distillation", "Decoupled DMD + RL; base needs ~100 passes", "-", CANT, why=why),
-        Check("Arena Elo", "1025 (vendor-reported)", "-", CANT, why=why),
+        Check("Rankings", "Elo 1025 (vendor arena); #1 open-weights model", "-", CANT, why=why),
     ]
 
 

@@ -121,6 +121,7 @@ def test_full_run_on_tiny_shows_where_the_article_is_out_of_date(tiny_result):
     assert rows["DiT attention heads"]["verdict"] == DIFFERS and "meta-device" in rows["DiT attention heads"]["source"]
     assert rows["Single stream"]["verdict"] == HOLDS and rows["3D RoPE"]["verdict"] == HOLDS
     assert rows["diffusers version"]["verdict"] == DIFFERS
+    assert rows["Pipeline parts"]["verdict"] == HOLDS and "ZImageTransformer2DModel" in rows["Pipeline parts"]["measured"]
     assert tiny_result["summary"][DIFFERS] >= 3 and "tiny" in tiny_result["note"]
 
 
