@@ -111,6 +111,21 @@ class Probe:
             cap_pos=cap_pos[0][: len(cap[0])].cpu(), cap_pad=cap_pad[0].cpu(),
         )
 
+    def _unified(self, args, kwargs, out):
+        """Which part opens the single stream: compare its first rows with the image and caption parts."""
+        if "order" in self.rec:
+            return
+        names = ("x", "x_freqs", "x_seqlens", "x_noise_mask", "cap", "cap_freqs", "cap_seqlens")
+        call = dict(zip(names, args)) | kwargs
+        x, cap, unified = call["x"][0], call["cap"][0], out[0][0]
+        nx, nc = call["x_seqlens"][0], call["cap_seqlens"][0]
+        if torch.equal(unified[:nx], x[:nx]) and torch.equal(unified[nx:nx + nc], cap[:nc]):
+            self.rec["order"] = "image tokens, then caption tokens"
+        elif torch.equal(unified[:nc], cap[:nc]) and torch.equal(unified[nc:nc + nx], x[:nx]):
+            self.rec["order"] = "caption tokens, then image tokens"
+        else:
+            self.rec["order"] = "neither part opens the sequence unchanged"
+
     def _block0(self, module, args, kwargs):
         if "unified_shape" not in self.rec:
             hidden = args[0] if args else kwargs.get("x")
@@ -140,6 +155,8 @@ class Probe:
             _wrap(p.scheduler, "set_timesteps", before=self._set_timesteps),
             _wrap(tr, "patchify_and_embed", after=self._patchify),
         ]
+        if hasattr(tr, "_build_unified_sequence"):  # diffusers 0.42's name for the concatenation
+            self._undo.append(_wrap(tr, "_build_unified_sequence", after=self._unified))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -246,7 +263,7 @@ def _stage_sequence(engine: Engine, rec: dict) -> dict:
         "image tokens + padding": [n_img, n_img_pad],
         "caption tokens + padding": [n_cap, n_cap_pad],
         "padding multiple (SEQ_MULTI_OF)": _seq_multiple(),
-        "order": "image tokens, then caption tokens",
+        "order": rec.get("order", "not observed (this diffusers has no _build_unified_sequence)"),
         "sequence length at block 1": int(rec["unified_shape"][1]),
         "width (dim)": int(rec["unified_shape"][2]),
         "main layers": len(tr.layers),

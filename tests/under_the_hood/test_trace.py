@@ -64,6 +64,7 @@ def test_latent_patchify_sequence_and_rope(traced, tiny_engine):
     assert multiple == 32
     assert seq["image tokens + padding"] == [24, 8] and seq["caption tokens + padding"] == [n_cap, -n_cap % 32]
     assert seq["sequence length at block 1"] == 32 + n_cap + (-n_cap % 32)
+    assert seq["order"] == "image tokens, then caption tokens"  # diffusers' basic (non-omni) mode
     assert seq["width (dim)"] == cfg.dim and seq["main layers"] == cfg.n_layers and seq["attention heads"] == cfg.n_heads
     assert rope["axes dims (t, h, w)"] == list(cfg.axes_dims)
     # caption tokens walk the temporal axis from 1; image tokens sit past the padded caption on h, w
@@ -91,7 +92,7 @@ def test_vae_decode_applies_scaling_and_shift(traced):
 def test_probe_leaves_nothing_behind(traced, tiny_engine):
     pipe = tiny_engine.pipe
     assert "prepare_latents" not in vars(pipe) and "set_timesteps" not in vars(pipe.scheduler)
-    assert "patchify_and_embed" not in vars(pipe.transformer)
+    assert "patchify_and_embed" not in vars(pipe.transformer) and "_build_unified_sequence" not in vars(pipe.transformer)
     assert not pipe.text_encoder._forward_hooks and not pipe.vae.decoder._forward_pre_hooks
 
 
