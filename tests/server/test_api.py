@@ -236,3 +236,10 @@ def test_shutdown_cancels_the_running_job_and_leaves_no_partial_file(make_client
     assert not client.app.state.jobs._thread.is_alive()
     assert list(out.iterdir()) == [out / "history.sqlite"] or all(
         p.name.startswith("history.sqlite") for p in out.iterdir())
+
+
+def test_notes_and_warnings_reach_the_client(client):
+    r = client.post("/v1/images/generations", json={"prompt": "x", "guidance": 1.5, **SMALL})
+    assert r.status_code == 200 and any("doubles the cost" in w for w in r.json()["warnings"])
+    job = client.post("/api/jobs", json={"prompt": "x", "negative_prompt": "blur", **SMALL}).json()
+    assert any("negative prompt only acts" in w for w in wait_job(client, job["id"])["warnings"])

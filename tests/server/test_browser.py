@@ -150,3 +150,13 @@ def test_a_token_server_asks_for_the_token_once(browser, live_server):
     page.wait_for_selector("#precision:not(:empty)")  # remembered in this browser
     assert not page.is_visible("#token-dialog")
     assert [e for e in log.errors if "401" not in e] == []
+
+
+def test_api_docs_page_lists_the_endpoints_without_a_cdn(browser, live_server):
+    srv = live_server()
+    page, log = open_page(browser, allow=(srv.url, "data:", "blob:"))
+    page.goto(srv.url + "/docs")
+    page.wait_for_selector(".endpoint")
+    text = page.text_content("#endpoints")
+    assert "/v1/images/generations" in text and "/api/jobs/{job_id}/events" in text and "response_format" in text
+    clean(log)

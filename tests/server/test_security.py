@@ -143,9 +143,10 @@ def test_responses_forbid_framing_and_sniffing(client):
 
 def test_exposed_without_token_warns_loudly():
     assert warnings_for("127.0.0.1", None) == [] and warnings_for("::1", None) == []
-    assert warnings_for("0.0.0.0", "t") == []
-    text = "\n".join(warnings_for("0.0.0.0", None))
+    assert warnings_for("0.0.0.0", "t", ["http://box:7860"]) == []
+    text = "\n".join(warnings_for("192.168.1.20", None))
     assert "WARNING" in text and "--token" in text
+    assert "--allow-origin" in "\n".join(warnings_for("0.0.0.0", "t"))
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")

@@ -46,12 +46,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     common.add_model_arguments(p)
 
 
-def warnings_for(host: str, token: str | None) -> list[str]:
-    from ..server.security import is_loopback
+def warnings_for(host: str, token: str | None, allow_origins: list[str] | None = None) -> list[str]:
+    from ..server.security import WILDCARD_HOSTS, is_loopback
 
+    out = []
+    if host in WILDCARD_HOSTS and not allow_origins:
+        out.append(f"note: bound to {host or 'all addresses'}, but only loopback Host names are answered; "
+                   "add --allow-origin http://NAME:PORT for each name clients use to reach this machine")
     if is_loopback(host) or token:
-        return []
-    return [
+        return out
+    return out + [
         "!" * 78,
         f"WARNING: bound to {host} WITHOUT --token: anyone who can reach this port can run the GPU,",
         "read every image and fill the disk. Add --token (e.g. --token random), or bind 127.0.0.1.",
@@ -79,7 +83,7 @@ def run(args) -> int:
     engine = _engine(args)
     app = create_app(engine, args.out, token=token, allow_origins=args.allow_origin, bound_host=args.host,
                      queue_bound=args.queue, max_megapixels=args.max_megapixels)
-    for line in warnings_for(args.host, token):
+    for line in warnings_for(args.host, token, args.allow_origin):
         print(line, file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"zturbo serving {engine.info.label} on http://{host}:{args.port}/  (API docs: /docs; Ctrl-C stops)",

@@ -282,7 +282,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
             else:
                 item["b64_json"] = base64.b64encode((out_dir / name).read_bytes()).decode("ascii")
             data.append(item)
-        return {"created": int(job.created), "data": data, "job_id": job.id}
+        return {"created": int(job.created), "data": data, "job_id": job.id, "warnings": job.warnings}
 
     @app.get("/v1/models", summary="The loaded model (for OpenAI clients that list models)")
     async def models():

@@ -49,6 +49,7 @@ class Job:
         self.total = params.steps * n
         self.images: list[str] = []
         self.recipes: list[dict[str, Any]] = []
+        self.warnings: list[str] = list(params.notes())  # the CLI's notes, then the engine's (NaN, truncation...)
         self.error: str | None = None
         self.error_type: str | None = None
         self.cancel_requested = threading.Event()
@@ -70,7 +71,7 @@ class Job:
             "seed": str(self.params.seed), "params": {**self.params.to_dict(), "seed": str(self.params.seed)},
             "images": [{"name": n, "url": f"/api/images/{n}", "seed": str(r["params"]["seed"])}
                        for n, r in zip(self.images, self.recipes)],
-            "error": self.error, "error_type": self.error_type,
+            "warnings": list(self.warnings), "error": self.error, "error_type": self.error_type,
             "created": self.created, "started": self.started, "finished": self.finished_at,
         }
 
@@ -206,7 +207,7 @@ class JobQueue:
     def _finish(self, job: Job, state: str, error: str | None = None, error_type: str | None = None) -> None:
         job.state, job.error, job.error_type = state, error, error_type
         job.finished_at = time.time()
-        job.emit(state, images=list(job.images), error=error, error_type=error_type)
+        job.emit(state, images=list(job.images), warnings=list(job.warnings), error=error, error_type=error_type)
 
     def _next(self) -> Job | None:
         with self._cond:
@@ -251,6 +252,8 @@ class JobQueue:
             raise Cancelled("cancelled before it started")
         results = []
         for i, seed in enumerate(job.seeds()):
+            if job.cancel_requested.is_set():
+                raise Cancelled("cancelled")
             done_before = i * job.params.steps
 
             def on_step(step: int, total: int, latents, i=i, done_before=done_before) -> None:
@@ -259,7 +262,9 @@ class JobQueue:
                 job.emit("step", step=job.step, total=job.total, image=i, image_step=step, image_steps=total, **extra)
 
             p = job.params if i == 0 else job.params.replace(seed=seed)
-            results.append(self.engine.generate(p, on_step=on_step, should_cancel=job.cancel_requested.is_set))
+            result = self.engine.generate(p, on_step=on_step, should_cancel=job.cancel_requested.is_set)
+            results.append(result)
+            job.warnings += [w for w in result.warnings if w not in job.warnings]
         # all images made: only now does anything touch the disk (atomically, one file at a time)
         if job.cancel_requested.is_set():
             raise Cancelled("cancelled")

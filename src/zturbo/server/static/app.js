@@ -239,7 +239,8 @@ async function finish(job) {
   if (job.state === "done") {
     setStatus("done", "");
     $("bar").value = $("bar").max;
-    message(`saved ${names.length} image${names.length === 1 ? "" : "s"}`, "ok");
+    const notes = (job.warnings || []).map((w) => "note: " + w).join(" · ");
+    message(`saved ${names.length} image${names.length === 1 ? "" : "s"}` + (notes ? " · " + notes : ""), "ok");
     await loadHistory(true);
     if (names.length) {
       // the finished image replaces the last pass preview
