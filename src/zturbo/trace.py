@@ -292,9 +292,23 @@ def _stage_rope(engine: Engine, rec: dict) -> dict:
         "image ids, first / last": [img_real[0].tolist(), img_real[-1].tolist()],
         "image range per axis": _axis_ranges(img_real),
         "image padding ids": sorted({tuple(p) for p in img_pad.tolist()}) if len(img_pad) else [],
-        "reading": "caption tokens advance along the first (temporal) axis; image tokens sit at one "
-                   "temporal index past the caption and spread over the height and width axes",
+        "reading": _rope_reading(_axis_ranges(cap_real), _axis_ranges(img_real)),
     }
+
+
+def rope_separates(cap: list[list[int]], img: list[list[int]]) -> bool:
+    """From per-axis id ranges: text runs along the first axis only, the image over the other two only."""
+    text_temporal = cap[0][1] > cap[0][0] and all(lo == hi for lo, hi in cap[1:])
+    image_spatial = img[0][0] == img[0][1] and all(hi > lo for lo, hi in img[1:])
+    return text_temporal and image_spatial
+
+
+def _rope_reading(cap: list[list[int]], img: list[list[int]]) -> str:
+    """One sentence from the measured ranges."""
+    if rope_separates(cap, img):
+        return (f"caption tokens advance along the first axis ({cap[0][0]}..{cap[0][1]}); image tokens share "
+                f"{img[0][0]} on it and spread over the other two ({img[1][0]}..{img[1][1]} x {img[2][0]}..{img[2][1]})")
+    return "the ids do not separate text (one axis) from image (the other two)"
 
 
 def _x0_estimates(noise: torch.Tensor, latents: list[torch.Tensor], sigmas: list[float]) -> list[torch.Tensor]:

@@ -211,7 +211,7 @@ def _stock_encoding(engine, prompt: str) -> tuple[torch.Tensor, list[torch.Tenso
 
 
 def behaviour_checks(engine) -> list[Check]:
-    from .trace import run_trace, stage
+    from .trace import rope_separates, run_trace, stage
     from .params import GenerationParams
 
     src = "loaded pipeline, passes counted by a hook"
@@ -253,11 +253,9 @@ def behaviour_checks(engine) -> list[Check]:
                       f"{sum(img)} image + {sum(cap)} caption = {total} tokens into each of {seq['main layers']} blocks",
                       same(total, sum(img) + sum(cap)), source="trace hooks"))
     cap_r, img_r = rope["caption range per axis"], rope["image range per axis"]
-    text_temporal = cap_r[1] == [0, 0] and cap_r[2] == [0, 0] and cap_r[0][1] > cap_r[0][0]
-    image_spatial = img_r[0][0] == img_r[0][1] and img_r[1][1] > 0 and img_r[2][1] > 0
     rows.append(Check("3D RoPE", "image on height/width axes, text on a separate temporal axis",
                       f"caption ids t {cap_r[0]}, h/w 0; image ids t {img_r[0][0]}, h {img_r[1]}, w {img_r[2]}",
-                      HOLDS if text_temporal and image_spatial else DIFFERS, source="trace hooks"))
+                      HOLDS if rope_separates(cap_r, img_r) else DIFFERS, source="trace hooks"))
 
     p9, _, t9 = _passes(engine, 9)
     rows.append(Check("Steps 9 -> passes", "8 forward passes (8 scheduler steps)", f"{p9} passes, {t9} timesteps",

@@ -73,6 +73,14 @@ def test_latent_patchify_sequence_and_rope(traced, tiny_engine):
     assert rope["image range per axis"] == [[t_img, t_img], [0, 5], [0, 3]]
 
 
+def test_rope_pattern_check():
+    from zturbo.trace import rope_separates
+
+    assert rope_separates([[1, 30], [0, 0], [0, 0]], [[33, 33], [0, 5], [0, 3]])
+    assert not rope_separates([[1, 30], [0, 4], [0, 0]], [[33, 33], [0, 5], [0, 3]])  # text on a spatial axis
+    assert not rope_separates([[1, 30], [0, 0], [0, 0]], [[33, 40], [0, 5], [0, 3]])  # image moves in t
+
+
 def test_denoising_counts_passes_and_follows_the_shift(traced, tiny_engine):
     d = stage(traced[0], 7)
     assert d["transformer passes (counted)"] == P.steps == len(d["seconds per pass"]) == len(d["timesteps"])
