@@ -363,6 +363,7 @@ def _stage_decode(engine: Engine, rec: dict, final: torch.Tensor, seconds: float
         "max |decoder input - z|": applied,
         "decoder input shape": list(z.shape),
         "decoder output shape": list(rec["decoder_out_shape"]),
+        "upscale (output / input side)": rec["decoder_out_shape"][-1] / z.shape[-1],
         "image size": list(image.size),
         "seconds": _round(seconds, 4),
     }

@@ -95,6 +95,7 @@ def test_vae_decode_applies_scaling_and_shift(traced):
     dec = stage(traced[0], 8)
     assert dec["max |decoder input - z|"] < 1e-5
     assert dec["decoder output shape"] == [1, 3, 96, 64] and dec["image size"] == [64, 96]
+    assert dec["upscale (output / input side)"] == stage(traced[0], 4)["VAE downscale factor"] == 8
 
 
 def test_probe_leaves_nothing_behind(traced, tiny_engine):
