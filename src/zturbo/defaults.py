@@ -64,6 +64,22 @@ SERVER_PREVIEW_PX = 96  # longest side of a pass preview (JPEG data URL)
 SERVER_SHUTDOWN_GRACE_S = 10.0  # how long shutdown waits for the cancelled job to stop
 SERVER_HISTORY_DB = "history.sqlite"  # in the output folder, beside the images
 
+# --- --fast and --gguf-mode (issue 6; measured in bench/speed_*.json) ---
+# ondemand: diffusers dequantises GGUF blocks inside every forward (the article's recipe);
+# bf16 / fp8: dequantise once at load; auto: fp8 on FP8 tensor cores, else bf16 if it fits, else ondemand
+GGUF_MODES = ("auto", "ondemand", "bf16", "fp8")
+FP8_MIN_CAPABILITY = (8, 9)  # FP8 tensor cores: Ada (sm_89), Hopper (sm_90) and newer
+# diffusers attention backends, fastest first; the first one installed and working is used. On an H200
+# (torch 2.11) plain SDPA ("native") beat "_native_cudnn" and "_native_flash" at the 1 MP shape
+# (0.56 / 0.65 / 0.94 ms a call, bench/speed_H200.json); FlashAttention-3 is tried first where installed
+ATTENTION_BACKENDS = ("_flash_3", "native")
+FP8_ACTIVATION_AMAX_FLOOR = 1e-12  # torchao activation_value_lb: no 0/0 scale on an all-zero row
+# torch's default (8) is exceeded by a sweep: one graph per block kind x size x batch (CFG doubles it)
+COMPILE_RECOMPILE_LIMIT = 64
+COMPILE_CACHE_DIR = "torch-compile"  # TORCHINDUCTOR_CACHE_DIR under zturbo's cache: compiled once per machine
+GGUF_BF16_HEADROOM_GB = 4.0  # auto picks bf16 only if the dequantised weights leave this much free
+BENCH_VARIANTS = ("stock", "stock-q8", "compile", "fast", "q8-fp8")  # zturbo bench runs them in this order
+
 # --- zturbo report (issue 4) ---
 REPORT_DIR = "report"  # DIR/report/index.html beside the sweep's images
 REPORT_THUMB_PX = 512  # longest side of a thumbnail (WebP, JPEG where Pillow lacks WebP); originals are linked

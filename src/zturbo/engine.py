@@ -119,6 +119,7 @@ class Engine:
         self.pipe.transformer.register_forward_pre_hook(self._count_pass)
         self.versions = _versions()
         self.device_name = _device_name(self.device)
+        self.speed: list = []  # zturbo.speed.Feature: what --fast / --gguf-mode turned on
 
     @classmethod
     def load(
@@ -128,10 +129,21 @@ class Engine:
         gguf: str | Path | None = None,
         device: str | None = None,
         dtype: torch.dtype | None = None,
+        fast: bool = False,
+        gguf_mode: str | None = None,
     ) -> Engine:
-        """Load the pipeline once: hub id / local folder / "tiny", bf16 or a GGUF transformer."""
+        """Load the pipeline once: hub id / local folder / "tiny", bf16 or a GGUF transformer.
+
+        `fast` turns on what the GPU supports (zturbo.speed.apply_fast; listed in `engine.speed`);
+        `gguf_mode` (ondemand|bf16|fp8|auto) dequantises a GGUF transformer once at load.
+        """
         _quiet_libraries()
-        return cls(load_pipeline(model=model, quant=quant, gguf=gguf, device=device, dtype=dtype))
+        engine = cls(load_pipeline(model=model, quant=quant, gguf=gguf, device=device, dtype=dtype))
+        if fast or gguf_mode:
+            from .speed import apply_fast
+
+            engine.speed = apply_fast(engine.pipe, enabled=fast, gguf_mode=gguf_mode)
+        return engine
 
     # -- hooks --------------------------------------------------------------------------------
     def _count_pass(self, module, args):
@@ -305,6 +317,7 @@ class Engine:
             "peak_memory_gb": None if peak is None else round(peak, 3),
             "device": self.device_name,
             "versions": self.versions,
+            "speed": [str(f) for f in self.speed],
             "warnings": warnings,
         }
         return image, recipe

@@ -106,6 +106,7 @@ def test_cancel_a_job_from_the_ui(browser, live_server, engine):
     page.wait_for_selector("#status:has-text('cancelled')")
     assert "nothing was saved" in page.text_content("#message")
     assert page.is_enabled("#generate") and page.query_selector_all(".card") == []
+    assert not page.is_visible("#preview")  # the discarded image is not shown either
     assert httpx.get(srv.url + "/api/history").json()["total"] == 0
     shot(page, "cancelled")
     clean(log)

@@ -11,6 +11,7 @@ from ..errors import ZTurboError
 # subcommand -> module in this package; each module defines HELP, add_arguments(p) and run(args) -> int
 COMMANDS = {
     "generate": "generate",
+    "bench": "bench",
     "trace": "trace",
     "verify": "verify",
     "inspect": "inspect",

@@ -18,16 +18,26 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         f"{defaults.GGUF_REPO}: q8 = Q8_0, q4 = Q4_K_M, q2 = Q2_K. Default bf16")
     g.add_argument("--gguf", metavar="PATH", default=None, help="a local GGUF transformer file (overrides --quant)")
     g.add_argument("--device", default=None, help="torch device: cuda, cuda:1, cpu. Default: the GPU if there is one")
+    g.add_argument("--fast", action="store_true",
+                   help="turn on what the GPU supports and say what: regional torch.compile (the first image of "
+                        "each size compiles; cached across runs), FP8 GEMMs on sm_89+, the fastest attention backend")
+    g.add_argument("--gguf-mode", choices=defaults.GGUF_MODES, default=None,
+                   help="GGUF transformer: ondemand = dequantise in every forward (stock diffusers), bf16 / fp8 = "
+                        "dequantise once at load (fp8: about the file's memory at FP8 speed). Default: auto with "
+                        "--fast (fp8 on sm_89+, else bf16 if it fits), else ondemand")
 
 
-def load_engine(model: str | None, quant: str | None, gguf: str | None, device: str | None, quiet: bool = False):
+def load_engine(model: str | None, quant: str | None, gguf: str | None, device: str | None, quiet: bool = False,
+                fast: bool = False, gguf_mode: str | None = None):
     from ..engine import Engine
 
     model = model or defaults.MODEL_ID
     if not quiet:
         what = f"{model}" + (f" + {gguf}" if gguf else f" ({quant or 'bf16'})")
         print(f"loading {what} ...", file=sys.stderr, flush=True)
-    engine = Engine.load(model=model, quant=quant or "bf16", gguf=gguf, device=device)
+    engine = Engine.load(model=model, quant=quant or "bf16", gguf=gguf, device=device, fast=fast, gguf_mode=gguf_mode)
+    for feature in engine.speed:
+        say(f"fast: {feature}", quiet)
     if engine.info.is_tiny and not quiet:
         print(f"note: {engine.info.label}", file=sys.stderr)
     return engine

@@ -21,6 +21,8 @@ examples:
   zturbo generate "a red fox in the snow" --seed 42
   zturbo generate "a city at night" --aspect 16:9 --megapixels 1.0 --num-images 4
   zturbo generate "a red fox" --quant q8                # the article's Q8 GGUF
+  zturbo generate "a red fox" --fast                    # compile + FP8 + fastest attention (GPU)
+  zturbo generate "a red fox" --quant q8 --gguf-mode fp8  # Q8 file at FP8 speed, ~its own memory
   zturbo generate "a red fox" --model tiny -o fox.png   # offline demo model (noise by design)
   zturbo generate --from fox.png                        # re-run the recipe stored in an image
   zturbo generate "a red fox" --upscale 4x-UltraSharp.safetensors  # near native, then upscale (see zturbo upscale)
@@ -141,7 +143,8 @@ def run(args) -> int:
     for note in params.notes():
         say(f"note: {note}", args.quiet)
     upscaler = load_upscaler(args)  # before the pipeline: a bad upscaler file fails fast
-    engine = load_engine(model_opts["model"], model_opts["quant"], model_opts["gguf"], args.device, args.quiet)
+    engine = load_engine(model_opts["model"], model_opts["quant"], model_opts["gguf"], args.device, args.quiet,
+                         fast=args.fast, gguf_mode=args.gguf_mode)
     targets = output_paths(args.out, [(params.seed + i) % (defaults.MAX_SEED + 1) for i in range(args.num_images)])
 
     from tqdm import tqdm

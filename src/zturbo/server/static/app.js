@@ -248,9 +248,11 @@ async function finish(job) {
     }
   } else if (job.state === "cancelled") {
     setStatus("cancelled", "");
+    $("preview").hidden = true; // it showed an image that was thrown away
     message("cancelled: nothing was saved", "");
   } else {
     setStatus("failed", "");
+    $("preview").hidden = true;
     message(job.error || "the job failed", "error");
   }
   refreshHealth();

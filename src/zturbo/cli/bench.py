@@ -1,0 +1,55 @@
+"""zturbo bench: stock diffusers vs zturbo's fast paths on this GPU, in one run (see zturbo.speed.bench)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "time stock diffusers against --fast, FP8 and GGUF modes on this GPU (random weights of the real model)"
+DESCRIPTION = """Time Z-Image-Turbo on this GPU, stock diffusers against zturbo, in ONE run on ONE card.
+
+Random weights of the real architecture time exactly like the released checkpoint, so nothing is
+downloaded. Variants: stock (bf16, SDPA), stock-q8 (Q8_0 GGUF dequantised on the fly: the article's
+recipe), compile (bf16 + regional compile), fast (--fast: + FP8), q8-fp8 (--gguf-mode fp8 --fast).
+Each: prompt -> PNG seconds (median), first-call (compile) seconds, DiT seconds per pass, TFLOP/s
+against the matmul ceilings measured in the same run, peak and transformer memory, and the relative
+error of the final latents against stock bf16. Plus images/s at batch 1/2/4 and a cold vs warm
+compile cache in fresh processes.
+
+examples:
+  zturbo bench --json bench/speed_H100.json
+  zturbo bench --sizes 1024x1024 --variants stock,fast --repeats 5
+  zturbo bench --tiny --device cpu --sizes 64x64 --repeats 1   # smoke run of the harness"""
+
+
+from ..defaults import BENCH_VARIANTS as VARIANTS
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, h = text.lower().split("x")
+    return int(w), int(h)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="torch device (default: the GPU if there is one)")
+    p.add_argument("--sizes", type=lambda s: [_size(x) for x in s.split(",")], default=[(1024, 1024), (720, 1280)],
+                   help="WxH[,WxH...] (default 1024x1024,720x1280): the first size gets every variant, the "
+                        "others stock, stock-q8 and fast")
+    p.add_argument("--variants", type=lambda s: s.split(","), default=list(VARIANTS),
+                   help=f"comma-separated subset of {','.join(VARIANTS)}")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement after a warm-up (median reported)")
+    p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")] if s else [], default=[1, 2, 4],
+                   help="images per pipeline call for images/s, stock and fast (default 1,2,4; '' skips)")
+    p.add_argument("--no-compile-probe", dest="compile_probe", action="store_false",
+                   help="skip the two fresh processes that time a cold and a warm compile cache")
+    p.add_argument("--budget-s", type=float, default=480, help="optional parts are skipped past this many seconds")
+    p.add_argument("--tiny", action="store_true", help="the tiny architecture: a smoke run of the harness")
+    p.add_argument("--json", default=None, help="write the results here (e.g. bench/speed_H100.json)")
+    p.add_argument("--probe", choices=("fp8", "bf16"), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--cap", type=int, default=160, help=argparse.SUPPRESS)
+
+
+def run(args) -> int:
+    from ..speed.bench import run as run_bench
+
+    run_bench(args)
+    return 0

@@ -1,0 +1,128 @@
+"""apply_fast(pipe): turn on what this GPU supports, and say what was turned on and why not the rest.
+
+Everything here is a library call: diffusers' regional compile (`compile_repeated_blocks`) and
+attention backends, torch.compile for the VAE decoder, torchao float8, torch's on-disk compile cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import torch
+
+from .. import defaults
+from ..paths import cache_dir
+from . import fp8 as fp8_mod
+from .gguf_mode import _fp8_why_not, convert_gguf, is_gguf, resolve_gguf_mode
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    name: str
+    on: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {'on' if self.on else 'off'} ({self.detail})"
+
+
+def _device(pipe) -> torch.device:
+    return next(pipe.transformer.parameters()).device
+
+
+def compile_cache_dir() -> str:
+    """Where torch.compile's artifacts live; set before the first compile so every process reuses them.
+
+    Inductor's FX-graph and AOTAutograd caches (on by default) key on the graph, so a second process
+    with the same shapes skips Inductor and Triton codegen; only Dynamo's trace is redone.
+    """
+    path = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not path:
+        path = str(cache_dir() / defaults.COMPILE_CACHE_DIR)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    return path
+
+
+def pick_attention_backend(device: torch.device, backends=defaults.ATTENTION_BACKENDS) -> tuple[str, str]:
+    """The first backend in `backends` whose package is installed and that runs a tiny probe here."""
+    from diffusers.models.attention_dispatch import (
+        AttentionBackendName,
+        _check_attention_backend_requirements,
+        dispatch_attention_fn,
+    )
+
+    skipped = []
+    for name in backends:
+        if name == "native":
+            break
+        try:
+            backend = AttentionBackendName(name)
+            _check_attention_backend_requirements(backend)
+            q = torch.randn(1, 64, 2, 64, device=device, dtype=torch.bfloat16)
+            dispatch_attention_fn(q, q, q, backend=backend)
+            # guidance > 0 batches two prompts of different lengths: the backend must take a padding mask
+            mask = torch.ones(1, 1, 1, 64, dtype=torch.bool, device=device)
+            mask[..., 40:] = False
+            dispatch_attention_fn(q, q, q, attn_mask=mask, backend=backend)
+            return name, f"{name}" + (f"; not available: {', '.join(skipped)}" if skipped else "")
+        except Exception as exc:  # missing package or no kernel for this GPU: try the next one
+            skipped.append(f"{name} ({type(exc).__name__})")
+    return "native", "SDPA (torch's own choice of kernel)" + (f"; not available: {', '.join(skipped)}" if skipped else "")
+
+
+def _compiled(module: torch.nn.Module) -> bool:
+    return getattr(module, "_compiled_call_impl", None) is not None
+
+
+def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, compile: bool = True,
+               fp8: bool = True, attention: bool = True, compile_vae: bool = True) -> list[Feature]:
+    """Make `pipe` (a ZImagePipeline on its device) fast in place; returns what was turned on.
+
+    With `enabled=False` only `gguf_mode` acts (a GGUF transformer dequantised once at load).
+    On a CPU nothing is compiled or quantised, and the report says why.
+    """
+    tr = pipe.transformer
+    device = _device(pipe)
+    out: list[Feature] = []
+    if is_gguf(tr) or gguf_mode:
+        mode = resolve_gguf_mode(gguf_mode, tr, fast=enabled)
+        out.append(Feature("gguf_mode", mode != "ondemand", f"{mode}: {convert_gguf(tr, mode)}"))
+    if not enabled:
+        return out
+    out.append(Feature("prompt_cache", True, "prompts encoded without the 512-token padding, embeddings cached"))
+    if device.type != "cuda":
+        why = f"no CUDA GPU (the model is on {device.type}): torch.compile's GPU kernels and FP8 tensor cores need one"
+        return out + [Feature(n, False, why) for n in ("attention", "fp8", "compile", "compile_vae")]
+
+    if attention:
+        name, detail = pick_attention_backend(device)
+        if name != "native":
+            tr.set_attention_backend(name)
+        out.append(Feature("attention", True, detail))  # on: the fastest working backend was picked
+    if fp8:
+        why = _fp8_why_not(device)
+        if is_gguf(tr):
+            why = "the transformer is a GGUF dequantised on the fly; use --gguf-mode fp8"
+        already = any(type(m.weight).__name__ != "Parameter" for n, m in tr.named_modules()
+                      if fp8_mod.is_fp8_linear(m, n))
+        if why is None and not already:
+            n = fp8_mod.quantize_fp8(tr)
+            out.append(Feature("fp8", True, f"{n} block matrices in FP8 (torchao dynamic row-wise); embedders, "
+                                            "norms, modulation and final layer bf16"))
+        else:
+            out.append(Feature("fp8", already, "already FP8 (from --gguf-mode fp8)" if already else why))
+    if compile:
+        cache = compile_cache_dir()
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
+                                                   defaults.COMPILE_RECOMPILE_LIMIT)
+        if not any(_compiled(m) for m in tr.modules()):
+            tr.compile_repeated_blocks(fullgraph=True)
+        out.append(Feature("compile", True, "regional torch.compile of the transformer blocks; the first image of "
+                                            f"each size compiles, artifacts cached in {cache}"))
+    if compile_vae:
+        if not _compiled(pipe.vae.decoder):
+            pipe.vae.decoder.compile()
+        torch.backends.cudnn.benchmark = True  # the decoder's convs: pick the fastest algorithm once per size
+        out.append(Feature("compile_vae", True, "torch.compile of the VAE decoder, cuDNN autotuned convolutions"))
+    return out

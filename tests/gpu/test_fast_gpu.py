@@ -1,0 +1,81 @@
+"""--fast on a real GPU (device machine only: pytest -m gpu tests/gpu). No timings here: bench/ has them."""
+
+import pytest
+import torch
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+KW = dict(height=128, width=128, num_inference_steps=4, guidance_scale=0.0, output_type="latent")
+
+
+def _engine(**kw):
+    from zturbo import Engine
+
+    return Engine.load(model="tiny", device="cuda", dtype=torch.bfloat16, **kw)
+
+
+def _latents(engine, prompt="a robot", seed=1, **kw):
+    emb = [engine.encode_prompt(prompt).embeds]
+    g = torch.Generator("cuda").manual_seed(seed)
+    return engine.pipe(prompt_embeds=emb, generator=g, **{**KW, **kw}).images.float()
+
+
+def _rel(a, b):
+    return ((a - b).norm() / b.norm()).item()
+
+
+@pytest.fixture(scope="module")
+def eager_latents():
+    return _latents(_engine())
+
+
+@pytest.fixture(scope="module")
+def fast_engine():
+    return _engine(fast=True)
+
+
+def test_compile_alone_equals_eager_within_bf16_rounding(eager_latents):
+    from zturbo.speed import apply_fast
+
+    engine = _engine()
+    features = apply_fast(engine.pipe, fp8=False, attention=False)
+    assert {f.name: f.on for f in features}["compile"]
+    compiled = _latents(engine)
+    assert torch.isfinite(compiled).all()
+    assert _rel(compiled, eager_latents) < 1e-2  # bf16 has 8 bits of mantissa: ~4e-3 per rounding
+
+
+def test_fast_turns_on_fp8_and_stays_close(fast_engine, eager_latents):
+    on = {f.name: f for f in fast_engine.speed}
+    assert on["compile"].on and on["compile_vae"].on
+    if torch.cuda.get_device_capability() >= (8, 9):
+        assert on["fp8"].on, on["fp8"].detail
+    fast = _latents(fast_engine)
+    assert torch.isfinite(fast).all()
+    assert _rel(fast, eager_latents) < 0.1  # FP8 row-wise: bench/ records the real model's deviation
+
+
+def test_no_recompile_when_a_size_repeats(fast_engine):
+    from torch._dynamo.utils import counters
+
+    for size in (128, 192):
+        for prompt in ("a robot", "another prompt, of another length"):
+            _latents(fast_engine, prompt, height=size, width=size)
+            before = counters["stats"]["unique_graphs"]
+            _latents(fast_engine, prompt, height=size, width=size)
+            assert counters["stats"]["unique_graphs"] == before, f"recompiled at {size} for {prompt!r}"
+
+
+def test_cfg_runs_with_the_chosen_attention_backend(fast_engine):
+    from zturbo import GenerationParams
+
+    r = fast_engine.generate(GenerationParams(prompt="a robot", negative_prompt="blur, a much longer negative prompt",
+                                              guidance=2.0, seed=3, width=128, height=128, steps=2))
+    assert not r.recipes[0]["nan"] and r.passes == 2
+
+
+def test_gguf_mode_fp8_loads_and_runs():
+    engine = _engine(quant="q8", gguf_mode="fp8")
+    assert not any(hasattr(p, "quant_type") for p in engine.pipe.transformer.parameters())
+    ref = _latents(_engine(quant="q8"))
+    assert _rel(_latents(engine), ref) < 0.1
