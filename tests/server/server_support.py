@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from zturbo.errors import GenerationFailed
+from zturbo.errors import GenerationFailed, OutOfMemory
 from zturbo.server.runner import make_server
 
 BASE = "http://127.0.0.1:7860"  # TestClient's Host: a loopback name, as a browser on this machine sends
@@ -39,6 +39,8 @@ class HookedEngine:
             self.runs[(params.prompt, params.seed)] += 1
         if params.prompt == "boom":
             raise GenerationFailed("generation failed: boom (a test failure)")
+        if params.prompt == "oom":
+            raise OutOfMemory("out of GPU memory at 32x32: try a smaller size (a test failure)")
         if params.prompt == "bug":
             raise KeyError("an unexpected bug")
 
