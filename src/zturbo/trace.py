@@ -165,7 +165,7 @@ class Probe:
         self._undo = []
 
 
-# -- stage builders: each returns (title, facts) with facts an ordered dict --------------------
+# -- stage builders: each returns its facts, an ordered dict of label -> measured value ---------
 
 def _round(x: float, n: int = 4) -> float:
     return float(round(float(x), n))
@@ -226,9 +226,9 @@ def _stage_patchify(engine: Engine, params: GenerationParams, rec: dict) -> dict
     pipe, pz = engine.pipe, rec["patchify"]
     vae_factor = int(pipe.vae_scale_factor)
     patch = pz["patch_size"]
-    lh, lw = rec["noise"].shape[-2:]
     n_img = int((~pz["img_pad"]).sum())
-    grid = (lh // patch, lw // patch)
+    img_pos = pz["img_pos"][~pz["img_pad"]]  # (t, h, w) ids of the real image tokens: the grid they cover
+    grid = (int(img_pos[:, 1].max()) + 1, int(img_pos[:, 2].max()) + 1)
     return {
         "VAE class": type(pipe.vae).__name__,
         "VAE downscale factor": vae_factor,
