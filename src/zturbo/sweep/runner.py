@@ -96,6 +96,9 @@ def _matches(item: Item, record: dict[str, Any] | None, model: str | None) -> bo
     if not record or record.get("quant") != item.quant:
         return False
     want, got = item.params.to_dict(), dict(record.get("params") or {})
+    for limit in ("max_megapixels",):  # a guard on input, not a knob of the image
+        want.pop(limit, None)
+        got.pop(limit, None)
     if want.get("rng") is None:  # the engine picked the rng and recorded its choice
         got.pop("rng", None)
         want.pop("rng", None)
