@@ -107,10 +107,5 @@ UPSCALE_PROBE_PX = 64  # side of the probe tile that measures a model's bytes pe
 UPSCALE_CPU_BYTES_PER_PX_PER_SCALE2 = 4 * 64 * 8
 UPSCALE_CPU_MAX_TILE = 512  # on a CPU, bigger tiles only cost RAM
 
-# --- under the hood: trace / verify / inspect (issue 5) ---
-TRACE_PROMPT = "A sleek black helmeted robot shown in a three-quarter profile against a solid red background"
-TRACE_TOKEN_PREVIEW = 24  # tokens shown from the start of the chat-templated prompt
-TRACE_THUMB = 160  # filmstrip frame height in pixels
-VERIFY_SIZE = 64  # side of the images verify generates to count passes (any 16-multiple counts the same)
 # zturbo bench variants, run in this order (zturbo.speed.bench)
 BENCH_VARIANTS = ("stock", "stock-q8", "compile", "fast", "q8-fp8")
