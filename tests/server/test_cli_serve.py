@@ -69,3 +69,15 @@ def test_bad_serve_options_fail_cleanly(capsys, tmp_path):
     assert "--port 70000 is outside 1..65535" in capsys.readouterr().err
     assert main(["serve", "--model", "tiny", "--allow-origin", "mybox", "--out", str(tmp_path)]) == 2
     assert "is not an origin like http://host:port" in capsys.readouterr().err
+
+
+def test_a_busy_port_or_a_bad_output_folder_fails_before_loading(capsys, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["serve", "--model", "tiny", "--port", str(port), "--out", str(tmp_path)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    (tmp_path / "history.sqlite").write_bytes(b"not a database, just bytes " * 100)
+    assert main(["serve", "--model", "tiny", "--device", "cpu", "--port", str(free_port()), "--out", str(tmp_path)]) == 2
+    assert "is not a usable history database" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import secrets
+import socket
 import sys
 
 from .. import defaults
@@ -63,6 +64,18 @@ def warnings_for(host: str, token: str | None, allow_origins: list[str] | None =
     ]
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail in a second, not after a model load, when the address cannot be listened on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise InvalidParams(f"cannot listen on {host}:{port} ({exc.strerror}): pick another --port, "
+                                "or stop what is using it") from None
+
+
 def _engine(args):
     # pass every model option load_engine knows (the options grow: --fast, --memory, ...)
     accepted = inspect.signature(common.load_engine).parameters
@@ -80,6 +93,7 @@ def run(args) -> int:
     from ..server import create_app
     from ..server.runner import make_server
 
+    check_port(args.host, args.port)
     engine = _engine(args)
     app = create_app(engine, args.out, token=token, allow_origins=args.allow_origin, bound_host=args.host,
                      queue_bound=args.queue, max_megapixels=args.max_megapixels)

@@ -116,7 +116,10 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     except ValueError as exc:
         raise InvalidParams(f"--allow-origin: {exc}") from None
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidParams(f"cannot use {out_dir} as the output folder: {exc.strerror}") from None
     remove_partial_files(out_dir)
     history = History(out_dir)
     jobs = JobQueue(engine, out_dir, history, bound=queue_bound, previews=previews)

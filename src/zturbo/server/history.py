@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import defaults
+from ..errors import InvalidParams
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
@@ -31,10 +32,13 @@ class History:
         self.path = Path(out_dir) / defaults.SERVER_HISTORY_DB
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        with self._lock:
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise InvalidParams(f"{self.path} is not a usable history database ({exc}): move it away, "
+                                "or serve another --out folder") from None
 
     def add(self, name: str, job_id: str, recipe: dict[str, Any]) -> None:
         with self._lock:
