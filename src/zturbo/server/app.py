@@ -258,7 +258,9 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
         path = safe_image_path(out_dir, name)
         if path is None:
             raise HTTPException(404, "no such image")
-        return FileResponse(str(path), media_type="image/png")
+        # names are unique per job and never rewritten: the browser may keep them
+        return FileResponse(str(path), media_type="image/png",
+                            headers={"Cache-Control": "private, max-age=31536000, immutable"})
 
     @app.get("/api/history", summary="Generated images, newest first, with recipes")
     async def get_history(offset: int = Query(0, ge=0),
