@@ -79,6 +79,7 @@ COMPILE_RECOMPILE_LIMIT = 64
 COMPILE_CACHE_DIR = "torch-compile"  # TORCHINDUCTOR_CACHE_DIR under zturbo's cache: compiled once per machine
 GGUF_BF16_HEADROOM_GB = 4.0  # auto picks bf16 only if the dequantised weights leave this much free
 BENCH_VARIANTS = ("stock", "stock-q8", "compile", "fast", "q8-fp8")  # zturbo bench runs them in this order
+QUALITY_SEED = 42  # zturbo bench --quality: prompt i gets seed QUALITY_SEED + i
 
 # --- zturbo report (issue 4) ---
 REPORT_DIR = "report"  # DIR/report/index.html beside the sweep's images
@@ -107,5 +108,3 @@ UPSCALE_PROBE_PX = 64  # side of the probe tile that measures a model's bytes pe
 UPSCALE_CPU_BYTES_PER_PX_PER_SCALE2 = 4 * 64 * 8
 UPSCALE_CPU_MAX_TILE = 512  # on a CPU, bigger tiles only cost RAM
 
-# zturbo bench variants, run in this order (zturbo.speed.bench)
-BENCH_VARIANTS = ("stock", "stock-q8", "compile", "fast", "q8-fp8")

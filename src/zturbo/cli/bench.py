@@ -18,9 +18,12 @@ compile cache in fresh processes.
 examples:
   zturbo bench --json bench/speed_H100.json
   zturbo bench --sizes 1024x1024 --variants stock,fast --repeats 5
-  zturbo bench --tiny --device cpu --sizes 64x64 --repeats 1   # smoke run of the harness"""
+  zturbo bench --tiny --device cpu --sizes 64x64 --repeats 1   # smoke run of the harness
+  zturbo bench --quality --sizes 1024x1024                      # PSNR/SSIM of --fast vs bf16 (real weights)
+  zturbo bench --quality --quant q8 --gguf-mode fp8             # the Q8 file via FP8 vs bf16"""
 
 
+from .. import defaults
 from ..defaults import BENCH_VARIANTS as VARIANTS
 
 
@@ -44,11 +47,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-s", type=float, default=480, help="optional parts are skipped past this many seconds")
     p.add_argument("--tiny", action="store_true", help="the tiny architecture: a smoke run of the harness")
     p.add_argument("--json", default=None, help="write the results here (e.g. bench/speed_H100.json)")
+    q = p.add_argument_group("quality (real weights): --fast's images against bf16 eager ones, PSNR / SSIM")
+    q.add_argument("--quality", action="store_true",
+                   help="render the same prompts and seeds with bf16 eager and with --fast (or --quant/--gguf "
+                        "with --gguf-mode) and compare them, instead of timing")
+    q.add_argument("--model", default=None, help=f"hub id or local folder (default {defaults.MODEL_ID})")
+    q.add_argument("--quant", choices=defaults.QUANTS, default=None, help="the candidate's transformer (default bf16)")
+    q.add_argument("--gguf", metavar="PATH", default=None, help="a local GGUF transformer for the candidate")
+    q.add_argument("--gguf-mode", choices=defaults.GGUF_MODES, default=None, help="see zturbo generate --help")
+    q.add_argument("--prompts", type=int, default=3, help="how many of the built-in prompts (1..3)")
     p.add_argument("--probe", choices=("fp8", "bf16"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--cap", type=int, default=160, help=argparse.SUPPRESS)
 
 
 def run(args) -> int:
+    if args.quality:
+        from ..speed.quality import run_quality
+
+        run_quality(args)
+        return 0
     from ..speed.bench import run as run_bench
 
     run_bench(args)
