@@ -70,6 +70,13 @@ def test_generate_watch_the_passes_and_find_the_image(browser, live_server, engi
     assert page.get_attribute("#download", "download").endswith(".png")
     assert page.get_attribute("#download", "href").startswith("blob:")
     shot(page, "viewer")
+    page.click("#copy-cmd")
+    page.wait_for_selector("#copy-cmd:has-text('Copied')")
+    # "use these settings" puts the recipe back in the form, seed locked
+    page.fill("#prompt", "something else")
+    page.click("#reuse")
+    assert page.input_value("#prompt") == "a red fox in the snow" and page.input_value("#seed") == seed
+    assert page.text_content("#seed-lock") == "Locked" and page.input_value("#steps") == "3"
     clean(log)
 
 
