@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import defaults, geometry
 from ..errors import InvalidParams
-from .common import add_model_arguments
+from .common import add_model_arguments, load_engine
 
 HELP = "run the article's experiments or any grid (resumable, shardable)"
 DESCRIPTION = f"""Run the article's Part 2 experiments, or any grid of settings, into one folder.
@@ -163,7 +163,7 @@ def run(args) -> int:
 
     from ..sweep import manifest as mf
     from ..sweep.plan import describe, shard
-    from ..sweep.runner import Launch, default_loader, run_sweep, say, summary_table
+    from ..sweep.runner import Launch, run_sweep, say, summary_table
 
     plan = build_plan(args)
     out = Path(args.out) if args.out else _default_out(args)
@@ -185,7 +185,14 @@ def run(args) -> int:
         if torch.cuda.is_available():
             device = f"cuda:{launch.local_rank % torch.cuda.device_count()}"
     say(plan.step_mapping, args.quiet)
-    loader = default_loader(args.model, args.gguf, device, args.quiet)
+    # every model option the other commands take (--fast, --memory, ...), one load per precision
+    extra = {k: getattr(args, k) for k in ("fast", "gguf_mode", "memory", "vram_budget") if hasattr(args, k)}
+
+    def loader(quant: str):
+        if quant == "gguf":
+            return load_engine(args.model, None, args.gguf, device, args.quiet, **extra)
+        return load_engine(args.model, quant, None, device, args.quiet, **extra)
+
     outcome = run_sweep(plan, out, loader=loader, model=args.model or defaults.MODEL_ID, launch=launch,
                         quiet=args.quiet, merge=not args.no_merge)
     print(summary_table([(i.id, i.experiment) for i in outcome.items], outcome.records))

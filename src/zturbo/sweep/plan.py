@@ -175,12 +175,17 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def _short(values: list[Any], most: int = 12) -> str:
+    shown = ", ".join(map(str, values[:most]))
+    return shown if len(values) <= most else f"{shown}, ... ({len(values)} in all)"
+
+
 def describe(plan: Plan, pending: list[Item] | None = None) -> str:
     """The --dry-run text."""
     est = plan.estimate(pending)
     lines = []
     for exp in plan.experiments:
-        axes = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in exp.axes)
+        axes = "; ".join(f"{k}: {_short(v)}" for k, v in exp.axes)
         lines.append(f"  {exp.name:<11} {len(exp.items):>4} images  {exp.title}  ({axes})")
     shapes = ", ".join(f"{w}x{h}" for w, h in est["shapes"])
     lines += [
