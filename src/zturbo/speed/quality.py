@@ -40,10 +40,10 @@ def run_quality(args) -> dict:
               for i, p in enumerate(PROMPTS[: args.prompts])]
     if not params:
         raise InvalidParams("--prompts must be at least 1")
-    ref_engine = Engine.load(model=model, device=args.device)
+    ref_engine = Engine.load(model=model, quant="bf16", device=args.device)
     ref = _render(ref_engine, params)
     del ref_engine
-    candidate = Engine.load(model=model, quant=args.quant, gguf=args.gguf, device=args.device, fast=True,
+    candidate = Engine.load(model=model, quant=args.quant or "bf16", gguf=args.gguf, device=args.device, fast=True,
                             gguf_mode=args.gguf_mode)
     got = _render(candidate, params)
     # PSNR of identical images is infinite: stored as 99 dB so that the JSON stays standard
