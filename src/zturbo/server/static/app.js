@@ -158,17 +158,35 @@ $("gen-form").addEventListener("submit", async (e) => {
     message(err.message, "error");
     return;
   }
-  state.job = job;
   if (!seedLocked()) $("seed").value = job.seed;
+  track(job);
+});
+
+function track(job) {
+  // follow a job's progress; remembered for this tab, so a reload picks it up again
+  state.job = job;
+  sessionStorage.setItem("zturbo-job", job.id);
   $("generate").disabled = true;
   $("cancel").disabled = false;
   $("progress").hidden = false;
   $("preview").hidden = true;
   $("bar").max = job.total;
-  $("bar").value = 0;
-  setStatus("queued", "");
+  $("bar").value = job.step || 0;
+  setStatus(job.state, "");
   follow(job).catch((err) => finish({ state: "failed", error: err.message }));
-});
+}
+
+async function resume() {
+  const id = sessionStorage.getItem("zturbo-job");
+  if (!id || state.job) return;
+  try {
+    const job = await apiJson("/api/jobs/" + id);
+    if (!["done", "failed", "cancelled"].includes(job.state)) track(job);
+    else sessionStorage.removeItem("zturbo-job");
+  } catch {
+    sessionStorage.removeItem("zturbo-job"); // forgotten by a restarted server
+  }
+}
 
 $("cancel").addEventListener("click", async () => {
   if (!state.job) return;
@@ -233,6 +251,7 @@ function onEvent(event, d) {
 async function finish(job) {
   if (!state.job) return;
   state.job = null;
+  sessionStorage.removeItem("zturbo-job");
   $("generate").disabled = false;
   $("cancel").disabled = true;
   const names = (job.images || []).map((i) => (typeof i === "string" ? i : i.name));
@@ -429,6 +448,7 @@ async function init() {
     fillDefaults(h);
     await loadHistory(true);
     message("");
+    await resume();
   } catch (err) {
     message(err.message, "error");
   }
