@@ -79,3 +79,8 @@ def test_cli_fast_says_what_it_turned_on(tmp_path, capsys):
 
 def test_apply_fast_disabled_touches_nothing(tiny_engine):
     assert apply_fast(tiny_engine.pipe, enabled=False) == []
+
+
+def test_gguf_mode_on_a_bf16_model_says_there_is_nothing_to_do():
+    engine = Engine.load(gguf_mode="bf16", **TINY_CPU)
+    assert str(engine.speed[0]) == "gguf_mode: off (bf16: not a GGUF transformer)"

@@ -85,9 +85,10 @@ def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, comp
     tr = pipe.transformer
     device = _device(pipe)
     out: list[Feature] = []
-    if is_gguf(tr) or gguf_mode:
+    gguf = is_gguf(tr)
+    if gguf or gguf_mode:
         mode = resolve_gguf_mode(gguf_mode, tr, fast=enabled)
-        out.append(Feature("gguf_mode", mode != "ondemand", f"{mode}: {convert_gguf(tr, mode)}"))
+        out.append(Feature("gguf_mode", gguf and mode != "ondemand", f"{mode}: {convert_gguf(tr, mode)}"))
     if not enabled:
         return out
     out.append(Feature("prompt_cache", True, "prompts encoded without the 512-token padding, embeddings cached"))
