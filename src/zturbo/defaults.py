@@ -108,3 +108,25 @@ UPSCALE_PROBE_PX = 64  # side of the probe tile that measures a model's bytes pe
 UPSCALE_CPU_BYTES_PER_PX_PER_SCALE2 = 4 * 64 * 8
 UPSCALE_CPU_MAX_TILE = 512  # on a CPU, bigger tiles only cost RAM
 
+# --- --memory and --vram-budget (issue 7; estimates measured in bench/memory_*.json) ---
+# Offload modes, fastest (most GPU memory) first; an out-of-memory retry steps down this ladder.
+MEMORY_MODES = ("full", "model-offload", "group-offload", "sequential")
+MEMORY_CHOICES = ("auto", *MEMORY_MODES)
+# Sizes in GB (1e9 bytes) on the GPU. Transformer: 6.155 B params x 2 bytes; GGUF: the unsloth files
+# (article, Experiment 6), which diffusers keeps quantised. Text encoder: Qwen3-4B, 4.022 B x 2 bytes.
+WEIGHTS_GB = {"bf16": 12.31, "q8": 7.22, "q4": 5.02, "q2": 3.64}
+TEXT_ENCODER_GB = 8.04
+VAE_GB = 0.17
+# Working memory on top of the weights (per megapixel of image, where it grows with size)
+DIT_ACTIVATIONS_GB_PER_MP = 0.6  # measured 0.51 (H200, bench/memory_H200.json)
+GGUF_DEQUANT_GB = 0.3  # one dequantised layer at a time
+VAE_DECODE_GB_PER_MP = 2.7  # untiled decode; measured 2.55
+VAE_TILED_DECODE_GB = 0.7  # tiles of VAE_TILE_PX, any image size; measured 0.65 at 1 MP
+VAE_TILE_PX = 512
+TEXT_ENCODER_ACTIVATIONS_GB = 0.1  # measured 0.04 for a ~60-token prompt
+TEXT_ENCODER_STREAM_GB = 1.4  # group offload: embedding table (0.78 GB) + two layers in flight
+TRANSFORMER_STREAM_GB = 1.0  # group offload: embedders + two 0.36 GB blocks in flight
+SEQUENTIAL_GB = 0.5  # sequential offload: the largest leaf module in flight
+MEMORY_HEADROOM_GB = 1.5  # allocator fragmentation (reserved ran 2.8 GB above allocated uncapped), cuBLAS workspace
+AUTO_QUANTS = ("bf16", "q8", "q4")  # auto never picks q2: it changes the picture (article, Exp. 6)
+PLAN_MEGAPIXELS = 1.0  # what Engine.load plans for; generate() re-plans a larger image

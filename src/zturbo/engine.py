@@ -107,11 +107,14 @@ def _quiet_libraries() -> None:
 class Engine:
     """A loaded pipeline and everything needed to run it repeatedly."""
 
-    def __init__(self, loaded: LoadedModel):
+    def __init__(self, loaded: LoadedModel, memory=None):
         self.loaded = loaded
         self.pipe = loaded.pipe
         self.info = loaded.info
         self.device = self.pipe._execution_device
+        self.memory = memory  # zturbo.memory.Placement: offload plan, re-planned per size, OOM retry
+        if memory is not None:
+            self.device = memory.device  # offloaded models sit on the CPU between uses
         self._prompt_cache: collections.OrderedDict[str, PromptEncoding] = collections.OrderedDict()
         self._passes = 0
         self._evaluations = 0
@@ -125,20 +128,27 @@ class Engine:
     def load(
         cls,
         model: str = defaults.MODEL_ID,
-        quant: str = "bf16",
+        quant: str | None = None,
         gguf: str | Path | None = None,
         device: str | None = None,
         dtype: torch.dtype | None = None,
         fast: bool = False,
         gguf_mode: str | None = None,
+        memory: str = "auto",
+        vram_budget_gb: float | None = None,
     ) -> Engine:
         """Load the pipeline once: hub id / local folder / "tiny", bf16 or a GGUF transformer.
 
         `fast` turns on what the GPU supports (zturbo.speed.apply_fast; listed in `engine.speed`);
         `gguf_mode` (ondemand|bf16|fp8|auto) dequantises a GGUF transformer once at load.
+        `memory` (auto|full|model-offload|group-offload|sequential) and `vram_budget_gb` place it on the
+        GPU (zturbo.memory; `engine.memory.plan.reason` says what auto chose); `quant` None lets auto
+        pick bf16 or a GGUF already on disk.
         """
         _quiet_libraries()
-        engine = cls(load_pipeline(model=model, quant=quant, gguf=gguf, device=device, dtype=dtype))
+        from .memory import load_placed
+
+        engine = cls(*load_placed(model, quant, gguf, device, dtype, memory, vram_budget_gb))
         if fast or gguf_mode:
             from .speed import apply_fast
 
@@ -211,14 +221,33 @@ class Engine:
         return Result(images, all_params, recipes, warnings)
 
     def _generate_one(self, params, on_step, should_cancel):
+        notes = self.memory.prepare(params.width * params.height / defaults.MEGAPIXEL) if self.memory else []
+        for retry in (False, True):
+            failed = self._attempt(params, on_step, should_cancel)
+            if not isinstance(failed, str):
+                failed[1]["warnings"][:0] = notes
+                return failed
+            # out of memory: the failed attempt's tensors are gone with its traceback; free the cache
+            self.free_memory()
+            lower = None if retry or self.memory is None else self.memory.step_down(params.width * params.height / defaults.MEGAPIXEL)
+            if lower is None:
+                from .memory import next_option_hint
+
+                hint = f"--memory {self.memory.plan.mode}: next try {next_option_hint(self.memory.plan)}" if self.memory else "try a smaller size or --quant q4"
+                raise OutOfMemory(f"out of GPU memory at {params.width}x{params.height} ({failed}); {hint}, "
+                                  "or a smaller image") from None
+            note = (f"out of GPU memory; freed it and retried in {lower.label} "
+                    f"(start there with --memory {lower.mode})")
+            log.warning(note)
+            notes.append(note)
+        raise AssertionError("unreachable")
+
+    def _attempt(self, params, on_step, should_cancel):
+        """(image, recipe), or the first line of the out-of-memory error as a str."""
         try:
             return self._run_stages(params, on_step, should_cancel)
         except torch.cuda.OutOfMemoryError as exc:
-            self.free_memory()
-            raise OutOfMemory(
-                f"out of GPU memory at {params.width}x{params.height}: try a smaller size, "
-                f"--quant q8 or q4, or a card with more memory ({str(exc).splitlines()[0]})"
-            ) from None
+            return str(exc).splitlines()[0][:200]
         except (Cancelled, OutOfMemory, InvalidParams):
             raise
         except Exception as exc:
@@ -318,6 +347,7 @@ class Engine:
             "device": self.device_name,
             "versions": self.versions,
             "speed": [str(f) for f in self.speed],
+            "memory": self.memory.plan.label if self.memory and self.memory.on_gpu else None,
             "warnings": warnings,
         }
         return image, recipe

@@ -19,6 +19,7 @@ COMMANDS = {
     "report": "report",
     "upscale": "upscale",
     "serve": "serve",
+    "doctor": "doctor",
 }
 
 

@@ -18,6 +18,14 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         f"{defaults.GGUF_REPO}: q8 = Q8_0, q4 = Q4_K_M, q2 = Q2_K. Default bf16")
     g.add_argument("--gguf", metavar="PATH", default=None, help="a local GGUF transformer file (overrides --quant)")
     g.add_argument("--device", default=None, help="torch device: cuda, cuda:1, cpu. Default: the GPU if there is one")
+    g.add_argument("--memory", choices=defaults.MEMORY_CHOICES, default="auto",
+                   help="GPU memory: auto (default) picks precision and offload from free memory and says why; "
+                        "full = all on the GPU; model-offload = one model at a time; group-offload = blocks "
+                        "streamed from CPU memory (~3 GB at 1 MP); sequential = layer by layer (slowest). "
+                        "Out of memory retries once one step lower")
+    g.add_argument("--vram-budget", type=float, default=None, metavar="GB",
+                   help="use at most this much GPU memory (GB = 1e9 bytes), e.g. to share the card; "
+                        "auto plans within it and torch's allocator is capped to it")
     g.add_argument("--fast", action="store_true",
                    help="turn on what the GPU supports and say what: regional torch.compile (the first image of "
                         "each size compiles; cached across runs), FP8 GEMMs on sm_89+, the fastest attention backend")
@@ -28,14 +36,18 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_engine(model: str | None, quant: str | None, gguf: str | None, device: str | None, quiet: bool = False,
-                fast: bool = False, gguf_mode: str | None = None):
+                fast: bool = False, gguf_mode: str | None = None, memory: str = "auto",
+                vram_budget: float | None = None):
     from ..engine import Engine
 
     model = model or defaults.MODEL_ID
     if not quiet:
-        what = f"{model}" + (f" + {gguf}" if gguf else f" ({quant or 'bf16'})")
+        what = f"{model}" + (f" + {gguf}" if gguf else f" ({quant or 'precision: auto'})")
         print(f"loading {what} ...", file=sys.stderr, flush=True)
-    engine = Engine.load(model=model, quant=quant or "bf16", gguf=gguf, device=device, fast=fast, gguf_mode=gguf_mode)
+    engine = Engine.load(model=model, quant=quant, gguf=gguf, device=device, fast=fast, gguf_mode=gguf_mode,
+                         memory=memory or "auto", vram_budget_gb=vram_budget)
+    if engine.memory is not None:
+        say(f"memory: {engine.memory.plan.reason}", quiet)
     for feature in engine.speed:
         say(f"fast: {feature}", quiet)
     if engine.info.is_tiny and not quiet:

@@ -144,7 +144,7 @@ def run(args) -> int:
         say(f"note: {note}", args.quiet)
     upscaler = load_upscaler(args)  # before the pipeline: a bad upscaler file fails fast
     engine = load_engine(model_opts["model"], model_opts["quant"], model_opts["gguf"], args.device, args.quiet,
-                         fast=args.fast, gguf_mode=args.gguf_mode)
+                         fast=args.fast, gguf_mode=args.gguf_mode, memory=args.memory, vram_budget=args.vram_budget)
     targets = output_paths(args.out, [(params.seed + i) % (defaults.MAX_SEED + 1) for i in range(args.num_images)])
 
     from tqdm import tqdm
