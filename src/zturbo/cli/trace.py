@@ -50,7 +50,7 @@ def run(args) -> int:
     width, height = geometry.parse_size(args.size)
     params = GenerationParams(prompt=args.prompt, seed=args.seed, width=width, height=height,
                               steps=args.steps, guidance=args.guidance, rng=args.rng)
-    speed = {k: getattr(args, k) for k in ("fast", "gguf_mode") if hasattr(args, k)}  # --fast, --gguf-mode
+    speed = {k: getattr(args, k) for k in ("fast", "gguf_mode", "memory", "vram_budget") if hasattr(args, k)}
     engine = load_engine(args.model, args.quant, args.gguf, args.device, args.quiet or args.json, **speed)
     trace, previews, image = run_trace(engine, params)
     if args.out:

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..verify import DIFFERS, render_table, run_verify
 
-    speed = {k: getattr(args, k) for k in ("fast", "gguf_mode") if hasattr(args, k)}  # --fast, --gguf-mode
+    speed = {k: getattr(args, k) for k in ("fast", "gguf_mode", "memory", "vram_budget") if hasattr(args, k)}
     engine = load_engine(args.model, args.quant, args.gguf, args.device, args.quiet or args.json, **speed)
     result = run_verify(engine)
     if args.json:
