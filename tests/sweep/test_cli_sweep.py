@@ -15,7 +15,7 @@ from PIL import Image
 from zturbo.cli import main
 from zturbo.sweep import load_sweep
 
-GRID = ["sweep", "--prompt", "a robot", "--vary", "seed=1-8", "--size", "48x48", "--steps", "3",
+GRID = ["sweep", "--prompt", "a robot", "--vary", "seed=1-8", "--size", "64x64", "--steps", "4",
         "--rng", "cpu", "--model", "tiny", "-q"]
 
 
