@@ -25,6 +25,8 @@ examples:
   zturbo generate "a red fox" --quant q8 --gguf-mode fp8  # Q8 file at FP8 speed, ~its own memory
   zturbo generate "a red fox" --model tiny -o fox.png   # offline demo model (noise by design)
   zturbo generate --from fox.png                        # re-run the recipe stored in an image
+  zturbo generate "a red fox" --vram-budget 8           # fit an 8 GB card: auto picks offload and tiling
+  zturbo doctor                                         # what auto would choose on this GPU, and why
   zturbo generate "a red fox" --upscale 4x-UltraSharp.safetensors  # near native, then upscale (see zturbo upscale)
 
 steps are transformer passes (default {defaults.STEPS}, the distilled schedule); guidance
