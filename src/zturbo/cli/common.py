@@ -15,7 +15,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         f"demo model: noise by design). Default {defaults.MODEL_ID}")
     g.add_argument("--quant", choices=defaults.QUANTS, default=None,
                    help="transformer precision: bf16, or a GGUF from "
-                        f"{defaults.GGUF_REPO}: q8 = Q8_0, q4 = Q4_K_M, q2 = Q2_K. Default bf16")
+                        f"{defaults.GGUF_REPO}: q8 = Q8_0, q4 = Q4_K_M, q2 = Q2_K. Default: bf16, or with --memory auto a Q8/Q4 file already on disk when bf16 would not fit resident")
     g.add_argument("--gguf", metavar="PATH", default=None, help="a local GGUF transformer file (overrides --quant)")
     g.add_argument("--device", default=None, help="torch device: cuda, cuda:1, cpu. Default: the GPU if there is one")
     g.add_argument("--memory", choices=defaults.MEMORY_CHOICES, default="auto",
