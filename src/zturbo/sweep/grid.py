@@ -4,7 +4,7 @@
     --vary guidance=0-1 [5]       0, 0.25, 0.5, 0.75, 1    (a range with a count)
     --vary "prompt=a cat, \"a dog, sitting\""  (values are CSV: quote one that holds a comma)
 
-A TOML file (read with the standard library's tomllib):
+A TOML file (read with the standard library's tomllib; tomli on Python 3.10):
 
     name = "fox"                       # folder and experiment name (default: the file's stem)
     title = "Fox: steps x guidance"
@@ -223,7 +223,10 @@ def build_grid(name: str, prompts: list[str], fixed: dict[str, Any], axes: list[
 
 def load_toml(path: str | Path, prompts: list[str] | None = None, fixed: dict[str, Any] | None = None) -> Experiment:
     """An experiment file. Prompts and params given on the command line fill what the file leaves out."""
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser, from PyPI
+        import tomli as tomllib
 
     path = Path(path)
     try:
