@@ -233,7 +233,8 @@ class Engine:
             if lower is None:
                 from .memory import next_option_hint
 
-                hint = f"--memory {self.memory.plan.mode}: next try {next_option_hint(self.memory.plan)}" if self.memory else "try a smaller size or --quant q4"
+                hint = (f"it ran in {self.memory.plan.label}; next try {next_option_hint(self.memory.plan)}"
+                        if self.memory else "try --quant q4")
                 raise OutOfMemory(f"out of GPU memory at {params.width}x{params.height} ({failed}); {hint}, "
                                   "or a smaller image") from None
             note = (f"out of GPU memory; freed it and retried in {lower.label} "

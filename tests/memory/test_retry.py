@@ -75,7 +75,7 @@ def test_oom_after_the_retry_is_a_clear_error_naming_the_next_option(engine, sma
         engine.generate(small_params)
     msg = str(err.value)
     lower = next_lower(choose(16.0, 1.0, "auto", None, ("bf16",)), MP)
-    assert "64x64" in msg and f"--memory {lower.mode}: next try --memory {next_lower(lower).mode}" in msg
+    assert "64x64" in msg and f"it ran in {lower.label}; next try --memory {next_lower(lower).mode}" in msg
     assert engine.freed == 2  # after each failure
 
 
