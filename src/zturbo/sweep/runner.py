@@ -153,8 +153,6 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
               launch: Launch | None = None, quiet: bool = False, merge: bool = True,
               poll_seconds: float = 1.0) -> Outcome:
     """Make every item of `plan` (this process's share of it) into `folder`; see the module docstring."""
-    from tqdm import tqdm
-
     launch = launch or Launch()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -173,8 +171,7 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
     say(f"{who}{len(mine)} images in this sweep{' shard' if launch.sharded else ''}: {outcome.skipped} already done, "
         f"{len(pending)} to make", quiet)
 
-    bar = tqdm(total=len(pending), unit="img", desc=f"rank {launch.rank}" if launch.sharded else "sweep",
-               disable=quiet or not pending, file=sys.stderr, dynamic_ncols=True)
+    bar = _Progress(pending, f"rank {launch.rank}" if launch.sharded else "sweep", disable=quiet or not pending)
     saver = _Saver(folder, rank, bar)
     finished = "stopped"
     try:
@@ -204,6 +201,48 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
     return outcome
 
 
+class _Progress:
+    """The sweep's progress bar: it advances by each image's estimated cost (passes x megapixels), so the
+    ETA holds when step counts and sizes differ, as across the article's sweeps; it shows images done."""
+
+    def __init__(self, items: list[Item], desc: str, disable: bool):
+        from tqdm import tqdm
+
+        self.name, self.images, self.done, self.now = desc, len(items), 0, ""
+        self._lock = threading.Lock()
+        self.bar = tqdm(total=sum(i.cost for i in items) or 1.0, disable=disable, file=sys.stderr, dynamic_ncols=True,
+                        bar_format="{desc} images {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
+        self._show()
+
+    def _show(self) -> None:
+        self.bar.set_description_str(f"{self.name} {self.done}/{self.images}", refresh=False)
+        self.bar.set_postfix_str(self.now)
+
+    def working_on(self, text: str) -> None:
+        with self._lock:
+            self.now = text
+            self._show()
+
+    def loaded(self) -> None:
+        """Start the clock once the first model is loaded: a minute of loading is no rate of images."""
+        with self._lock:
+            if self.done == 0:
+                self.bar.reset(total=self.bar.total)
+                self._show()
+
+    def finished(self, item: Item) -> None:
+        with self._lock:
+            self.done += 1
+            self.bar.update(item.cost)
+            self._show()
+
+    def write(self, message: str) -> None:
+        self.bar.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 class _Saver:
     """Writes the PNGs and appends their records on one background thread, in order, so that PNG encoding
     and hashing overlap the next image's generation instead of adding to it (tens of ms per megapixel,
@@ -211,7 +250,7 @@ class _Saver:
     written and the one being made; Ctrl-C and errors drain the queue first. A failed write (a full disk)
     stops the jobs after it and is raised in the sweep's thread."""
 
-    def __init__(self, folder: Path, rank: int | None, bar):
+    def __init__(self, folder: Path, rank: int | None, bar: _Progress):
         self.folder, self.rank, self.bar = folder, rank, bar
         self.manifest = mf.ManifestWriter(folder, rank)
         self.error: BaseException | None = None
@@ -232,10 +271,10 @@ class _Saver:
         self.raise_error()
         self._jobs.put(job)
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, item: Item, record: dict[str, Any]) -> None:
         def job():
             _append(self.manifest, record)
-            self.bar.update(1)
+            self.bar.finished(item)
 
         self.submit(job)
 
@@ -251,7 +290,7 @@ class _Saver:
                 raise
             _append(self.manifest, _record(item, "ok", file=item.file, sha=mf.sha256_of(target), recipe=recipe,
                                            engine=engine, rank=self.rank))
-            self.bar.update(1)
+            self.bar.finished(item)
 
         self.submit(job)
 
@@ -272,16 +311,17 @@ def _run_precision(quant: str, group: list[Item], loader: EngineLoader, folder: 
     """One model load, then every item of this precision; the engine is freed before the next load."""
     bar = saver.bar
     try:
-        bar.set_postfix_str(f"loading {quant}")
+        bar.working_on(f"loading {quant}")
         engine = loader(quant)
+        bar.loaded()
     except ZTurboError as exc:
-        bar.write(f"cannot load {quant}: {exc}; its {len(group)} images are recorded as failed", file=sys.stderr)
+        bar.write(f"cannot load {quant}: {exc}; its {len(group)} images are recorded as failed")
         for item in group:
-            saver.append(_record(item, "failed", error=f"loading {quant}: {exc}", rank=rank))
+            saver.append(item, _record(item, "failed", error=f"loading {quant}: {exc}", rank=rank))
             outcome.failed += 1
         return
     for item in group:
-        bar.set_postfix_str(item.id[-40:])
+        bar.working_on(item.id[-40:])
         ok = _make(item, engine, saver, rank)
         outcome.made += ok
         outcome.failed += not ok
@@ -315,14 +355,14 @@ def _make(item: Item, engine: Any, saver: _Saver, rank: int | None) -> bool:
     except ZTurboError as exc:
         if hasattr(engine, "free_memory"):
             engine.free_memory()
-        saver.bar.write(f"failed: {item.id}: {exc}", file=sys.stderr)
-        saver.append(_record(item, "failed", error=str(exc), engine=engine, seconds=time.perf_counter() - t0, rank=rank))
+        saver.bar.write(f"failed: {item.id}: {exc}")
+        saver.append(item, _record(item, "failed", error=str(exc), engine=engine, seconds=time.perf_counter() - t0, rank=rank))
         return False
     recipe = dict(result.recipes[0], sweep={"id": item.id, "experiment": item.experiment, "axes": item.axes})
     bad = "NaN or inf in the latents" if recipe.get("nan") else "an all-black image" if recipe.get("black") else None
     if bad:
-        saver.bar.write(f"failed: {item.id}: {bad}", file=sys.stderr)
-        saver.append(_record(item, "failed", error=bad, recipe=recipe, engine=engine, rank=rank))
+        saver.bar.write(f"failed: {item.id}: {bad}")
+        saver.append(item, _record(item, "failed", error=bad, recipe=recipe, engine=engine, rank=rank))
         return False
     saver.save(item, result.image, recipe, engine)
     return True
