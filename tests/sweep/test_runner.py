@@ -171,3 +171,14 @@ def test_two_ranks_in_process_make_the_same_set_as_one(tmp_path, tiny_engine):
     merged = _lines(tmp_path / "two" / "manifest.jsonl")
     assert [r["id"] for r in merged] == [i.id for i in plan.items]
     assert {r["rank"] for r in merged} == {0, 1}
+
+
+def test_progress_bar_counts_images_and_the_summary_names_failures(tmp_path, tiny_engine, capsys):
+    plan = _plan("1-3")
+    out = run_sweep(plan, tmp_path, loader=lambda quant: _FailsOnSeed(tiny_engine, 3), model="tiny", quiet=False)
+    err = capsys.readouterr().err
+    assert "3 images in this sweep: 0 already done, 3 to make" in err
+    assert "sweep 3/3 images 100%" in err.replace("\r", "\n")
+    table = runner.summary_table([(i.id, i.experiment) for i in out.items], out.records)
+    assert table.splitlines()[2].split()[:5] == ["g", "3", "2", "1", "0"]
+    assert "failed: g/SEED3: generation failed: RuntimeError: injected" in table
