@@ -114,3 +114,14 @@ def test_bad_input_is_one_line_and_exit_2(capsys):
     assert err.startswith("error:") and "\n" not in err and "Traceback" not in err
     assert main(["sweep", "--model", "tiny"]) == 2
     assert "nothing to sweep" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["steps", "--guidance", "0.5"], "--guidance sets a grid's guidance"),
+    (["steps", "--ladder-base", "32x16"], "add `resolution`"),
+    (["steps", "--quants", "bf16,q8"], "add `quant`"),
+    (["aspect", "--aspect", "16:9"], "--aspect sets a grid's size"),
+])
+def test_a_value_the_run_would_not_use_is_refused(argv, message, capsys):
+    assert main(["sweep", *argv, "--model", "tiny", "--dry-run"]) == 2
+    assert message in capsys.readouterr().err

@@ -63,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the aspect experiment's budget, or a grid's with --aspect (default 1.0)")
     k.add_argument("--ladder-base", default=None, metavar="WxH",
                    help="the resolution ladder's base box, times n = 3..8 (default 256x144)")
-    k.add_argument("--quants", default=",".join(defaults.SWEEP_QUANTS), metavar="Q1,Q2",
+    k.add_argument("--quants", default=None, metavar="Q1,Q2",
                    help=f"the quant experiment's precisions (default {','.join(defaults.SWEEP_QUANTS)})")
     k.add_argument("--rng", choices=("cuda", "cpu"), default=None, help="where the starting noise is drawn")
     k.add_argument("--upscaler", default=None, metavar="FILE",
@@ -99,12 +99,23 @@ def build_plan(args):
     seed = parse_seed(args.seed) if args.seed is not None else None
     base_quant = "gguf" if args.gguf else (args.quant or "bf16")
     experiments = []
+    grid_given = bool(args.vary or args.file)
+    # a value typed for something this run does not make is an error, never silently dropped
+    if args.experiments and args.guidance is not None and not grid_given:
+        raise InvalidParams("--guidance sets a grid's guidance; the article's experiments hold it at 0 "
+                            "(the guidance experiment varies it)")
+    if args.ladder_base and "resolution" not in args.experiments and "all" not in args.experiments \
+            and "quant" not in args.experiments:
+        raise InvalidParams("--ladder-base sets the resolution experiment's ladder: add `resolution` (or all)")
+    if args.quants and "quant" not in args.experiments and "all" not in args.experiments:
+        raise InvalidParams("--quants sets the quant experiment's precisions: add `quant` (or all), "
+                            "or vary a grid with --vary quant=bf16,q8")
     if args.experiments:
         if len(prompts) > 1:
             raise InvalidParams("the article's experiments use one prompt: give several prompts to a --vary grid")
         if args.aspect is not None:
             raise InvalidParams("--aspect sets a grid's size; the aspect experiment has its eleven ratios")
-        quants = tuple(q.strip() for q in args.quants.split(",") if q.strip())
+        quants = tuple(q.strip() for q in (args.quants or ",".join(defaults.SWEEP_QUANTS)).split(",") if q.strip())
         settings = specs.ArticleSettings(
             prompt=prompts[0] if prompts else specs.ROBOT_PROMPT,
             negative_prompt=args.negative_prompt or "",
