@@ -13,5 +13,5 @@ def test_overhead_benchmark_runs_on_the_tiny_model():
     args = argparse.Namespace(model="tiny", size="32x32", steps=2, images=2)
     out = bench.overhead(args, "cpu")
     assert out["images"] == 2
-    assert out["sweep_s"] > 0 and out["direct_generate_s"] > 0
+    assert out["sweep_s"] > 0 and min(out["direct_generate_s"]) > 0
     assert set(out) >= {"overhead_vs_generate_pct", "overhead_vs_generate_and_save_pct"}
