@@ -182,3 +182,21 @@ def test_progress_bar_counts_images_and_the_summary_names_failures(tmp_path, tin
     table = runner.summary_table([(i.id, i.experiment) for i in out.items], out.records)
     assert table.splitlines()[2].split()[:5] == ["g", "3", "2", "1", "0"]
     assert "failed: g/SEED3: generation failed: RuntimeError: injected" in table
+
+
+def test_one_model_load_per_precision_even_when_the_plan_interleaves_them(tmp_path, tiny_engine):
+    from zturbo import Engine
+
+    exp = build_grid("g", ["a robot"], {"size": "32x32", "steps": 2, "rng": "cpu"},
+                     [parse_vary("quant=bf16,q8"), parse_vary("seed=1-3")])  # x = quant: bf16, q8, bf16, q8, ...
+    loads = []
+
+    def loader(quant):
+        loads.append(quant)
+        return tiny_engine if quant == "bf16" else Engine.load(model="tiny", quant=quant, device="cpu")
+
+    out = run_sweep(Plan([exp], "a robot", ""), tmp_path, loader=loader, model="tiny", quiet=True)
+    assert loads == ["bf16", "q8"]
+    assert not out.any_failed
+    records = load_sweep(tmp_path).records
+    assert {r["quant"]: r["model"]["quant"] for r in records.values()} == {"bf16": "bf16", "q8": "q8"}
