@@ -200,3 +200,11 @@ def test_one_model_load_per_precision_even_when_the_plan_interleaves_them(tmp_pa
     assert not out.any_failed
     records = load_sweep(tmp_path).records
     assert {r["quant"]: r["model"]["quant"] for r in records.values()} == {"bf16": "bf16", "q8": "q8"}
+
+
+def test_images_are_made_one_shape_after_another(tmp_path, tiny_engine):
+    exp = build_grid("g", ["a robot"], {"steps": 1, "rng": "cpu"},
+                     [parse_vary("size=32x32,48x32"), parse_vary("seed=1-3")])  # plan order alternates shapes
+    _run(Plan([exp], "a robot", ""), tmp_path, tiny_engine)
+    made = [r["axes"]["size"] for r in _lines(tmp_path / "manifest.jsonl")]
+    assert made == ["32x32"] * 3 + ["48x32"] * 3

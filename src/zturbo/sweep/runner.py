@@ -178,7 +178,10 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
         for n, quant in enumerate(sorted({i.quant for i in pending}, key=quant_order)):
             if n:
                 _release_memory()  # the previous precision's engine, before the next one loads
-            _run_precision(quant, [i for i in pending if i.quant == quant], loader, folder, saver, rank, outcome)
+            # one shape after another (stable: plan order within a shape): with --fast each shape compiles
+            # once, and torch.compile's per-function recompile limit is never hit by alternating shapes
+            group = sorted((i for i in pending if i.quant == quant), key=lambda i: (i.params.width, i.params.height))
+            _run_precision(quant, group, loader, folder, saver, rank, outcome)
         saver.close()
         saver.raise_error()
         finished = "done"
