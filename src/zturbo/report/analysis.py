@@ -164,7 +164,8 @@ def _detail_and_dup(exp, images, a: Analysis, chart: bool) -> None:
         im = images[it.id]
         v = {"mp": im.width * im.height / 1e6, "hf_per_mp": M.hf_energy_per_mp(im), "duplication": M.duplication_score(im)}
         a.values[it.id] = v
-        a.captions[it.id] = f"{im.width}×{im.height} · HF/MP {_f(v['hf_per_mp'])} · dup {v['duplication']:.2f}"
+        a.captions[it.id] = (f"{im.width}×{im.height} · HF/MP {_f(v['hf_per_mp'])} · dup {v['duplication']:.2f}" if chart
+                             else f"{im.width}×{im.height} · dup {v['duplication']:.2f}")  # aspect: narrow frames
         if kind(exp) == "resolution":  # the pixels on disk (an upscaled frame's recipe names its base size)
             a.labels[it.id] = f"{im.width}×{im.height}" + (f" · {it.row}" if it.upscale else "")
         if v["duplication"] >= defaults.REPORT_DUPLICATION_FLAG:
