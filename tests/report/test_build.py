@@ -150,3 +150,20 @@ def test_an_upscaled_frame_reproduces_as_generate_then_upscale(tiny_sweep):
     assert shlex.split(first)[-2:] == ["-o", "steps-2_base.png"]
     assert shlex.split(second) == ["zturbo", "upscale", "steps-2_base.png", "--model", "/models/2x SPAN.safetensors",
                                    "--scale", "2"]
+
+
+def test_a_three_axis_grid_is_x_by_y_tables_in_z_sections():
+    from zturbo.report.page import layout_html
+    from zturbo.report.sweepdir import Experiment, Item
+
+    axes = [{"key": "steps", "values": [4, 8]}, {"key": "guidance", "values": [0.0, 1.0]}, {"key": "seed", "values": [1, 2]}]
+    items = [Item(id=f"s{s}g{g}z{z}", experiment="grid", file="", params={"width": 32, "height": 32}, quant="bf16",
+                  axes={"steps": s, "guidance": g, "seed": z}, row=None, status="ok")
+             for z in (1, 2) for g in (0.0, 1.0) for s in (4, 8)]
+    data = {it.id: {"thumb": f"t/{it.id}.webp", "w": 32, "h": 32, "views": {"grid": {"label": it.id}}} for it in items}
+    html = layout_html(Experiment("grid", "g", "steps,guidance,seed", "grid", axes, items), data)
+    sections = html.split('<h4 class="row-title">')[1:]
+    assert [s.split("<")[0] for s in sections] == ["seed = 1", "seed = 2"]
+    rows = sections[1].split("<tr>")[1:]  # seed 2: a header row, then guidance 0 and 1
+    assert "steps →" in rows[0] and ">4<" in rows[0] and ">8<" in rows[0]
+    assert re.findall(r'data-id="([^"]+)"', rows[2])[::2] == ["s4g1.0z2", "s8g1.0z2"]
