@@ -106,6 +106,8 @@ def test_cli_report_and_its_errors(tiny_sweep, tmp_path, capsys):
     assert (out / "index.html").is_file()
     assert main(["report", str(tmp_path / "nope")]) != 0
     assert "no such folder" in capsys.readouterr().err
+    assert main(["report", str(tiny_sweep / "plan.json")]) != 0
+    assert "is a file, not a folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) != 0
     assert "plan.json" in capsys.readouterr().err

@@ -62,7 +62,8 @@ def load(root: str | Path) -> Sweep:
 
     root = Path(root)
     if not root.is_dir():
-        raise InvalidParams(f"{root}: no such folder (give the folder a sweep wrote, e.g. zturbo sweep all --out DIR)")
+        what = "is a file, not a folder" if root.exists() else "no such folder"
+        raise InvalidParams(f"{root}: {what} (give the folder a sweep wrote, e.g. zturbo sweep all --out DIR)")
     sweep = load_sweep(root)
     try:
         plan_items = dict(sweep.items)
