@@ -29,6 +29,14 @@ def page(built_report, tmp_path_factory):
         pg.context.close()
 
 
+@pytest.fixture(autouse=True)
+def _closed_lightbox(request):
+    """Each test starts with the lightbox closed, whatever the previous one left behind."""
+    yield
+    if "page" in request.fixturenames:
+        request.getfixturevalue("page")[0].evaluate("() => { const d = document.getElementById('lightbox'); if (d.open) d.close(); }")
+
+
 def box(loc):
     return loc.bounding_box()
 
@@ -68,7 +76,8 @@ def test_click_opens_full_size_with_recipe_and_command(page):
     assert "seed\t42" in recipe and "passes\t2" in recipe and "size\t32×32" in recipe
     cmd = pg.locator("#lb-cmd").inner_text()
     assert cmd.startswith("zturbo generate 'a sleek black") and "--guidance 1 " in cmd and "--seed 42" in cmd
-    pg.locator("#lb-copy").click()
+    pg.locator("#lb-copy").click()  # the clipboard answers asynchronously
+    pg.wait_for_function("() => document.getElementById('lb-copied').textContent !== ''")
     assert pg.locator("#lb-copied").inner_text() in ("copied", "select and copy by hand")
     pg.screenshot(path=str(shots / "lightbox.png"))
     pg.keyboard.press("Escape")
