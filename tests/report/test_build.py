@@ -13,7 +13,7 @@ from zturbo.cli import main
 from zturbo.report.build import generate_command
 from zturbo.report.sweepdir import load
 
-from conftest import FAILED_ID, SPEC
+from report_sweep import FAILED_ID, SPEC
 
 
 def test_report_files_and_thumbnails(built_report, tiny_sweep):
