@@ -12,28 +12,33 @@ def pixels(image):
     return np.asarray(image).astype(np.int16)
 
 
-def test_parity_with_direct_diffusers_call(tiny_engine, small_params):
-    """zturbo's Engine and a plain ZImagePipeline(...) call on the same weights give identical pixels."""
-    ours = tiny_engine.generate(small_params).image
+def _stock(params, **kw):
     pipe = tiny.build_pipeline()
     pipe.set_progress_bar_config(disable=True)
-    theirs = pipe(
-        prompt=small_params.prompt, height=64, width=64, num_inference_steps=8, guidance_scale=0.0,
-        generator=torch.Generator("cpu").manual_seed(42),
+    return pipe(
+        height=params.height, width=params.width, num_inference_steps=params.steps,
+        guidance_scale=params.guidance, generator=torch.Generator("cpu").manual_seed(params.seed), **kw,
     ).images[0]
-    assert np.array_equal(pixels(ours), pixels(theirs))
 
 
-def test_parity_with_guidance_and_negative_prompt(tiny_engine, small_params):
-    p = small_params.replace(guidance=0.75, negative_prompt="blurry", steps=3)
-    ours = tiny_engine.generate(p).image
-    pipe = tiny.build_pipeline()
-    pipe.set_progress_bar_config(disable=True)
-    theirs = pipe(
-        prompt=p.prompt, negative_prompt="blurry", height=64, width=64, num_inference_steps=3,
-        guidance_scale=0.75, generator=torch.Generator("cpu").manual_seed(42),
-    ).images[0]
-    assert np.array_equal(pixels(ours), pixels(theirs))
+@pytest.mark.parametrize("guidance,negative,steps", [(0.0, "", 8), (0.75, "blurry", 3)])
+def test_parity_with_direct_diffusers_call(tiny_engine, small_params, guidance, negative, steps):
+    """zturbo's Engine and a plain ZImagePipeline(...) call on the same weights, prompt and seed.
+
+    Given the same embeddings the pixels are identical: every stage after the text encoder is stock
+    diffusers. From the prompt string, the only difference is zturbo's unpadded encoding, equal to
+    the padded one to float rounding (1e-8 here), which can move a rare pixel by one level.
+    """
+    p = small_params.replace(guidance=guidance, negative_prompt=negative, steps=steps)
+    ours = pixels(tiny_engine.generate(p).image)
+    embeds = dict(prompt_embeds=[tiny_engine.encode_prompt(p.prompt).embeds])
+    if p.uses_cfg:
+        embeds["negative_prompt_embeds"] = [tiny_engine.encode_prompt(negative).embeds]
+    assert np.array_equal(ours, pixels(_stock(p, **embeds)))
+
+    theirs = pixels(_stock(p, prompt=p.prompt, negative_prompt=negative or None))
+    diff = np.abs(ours - theirs)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
 
 
 def test_unpadded_encoding_equals_padded_then_stripped(tiny_engine):

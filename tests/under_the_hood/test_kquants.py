@@ -64,8 +64,11 @@ def test_tiny_k_quant_file_loads_and_generates(quant, qtype):
     engine = Engine.load(model="tiny", quant=quant, device="cpu")
     assert engine.info.weights_file.endswith(f"tiny-{qtype}.gguf")
     types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(engine.info.weights_file).tensors}
-    assert types["t_embedder.mlp.0.weight"] == qtype  # its rows are 256 long
-    assert types["layers.0.attention.qkv.weight"] == kquants.FALLBACK[qtype]  # rows of 64
+    # the DiT's matrices (rows of 256, like the real model's 3840) get the K-quant itself ...
+    assert types["layers.0.attention.qkv.weight"] == qtype
+    assert types["layers.0.feed_forward.w1.weight"] == qtype
+    # ... and the caption embedder's rows of 32 take llama.cpp's fallback type
+    assert types["cap_embedder.1.weight"] == kquants.FALLBACK[qtype]
     result = engine.generate(GenerationParams(prompt="a robot", seed=1, width=64, height=64, rng="cpu", steps=2))
     assert result.recipes[0]["model"]["quant"] == quant
     assert np.asarray(result.image).std() > 0

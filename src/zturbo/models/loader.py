@@ -19,8 +19,8 @@ from ..paths import cache_dir
 from . import gguf as gguf_files
 from . import tiny
 
-# --quant NAME -> GGUF quant type written for the tiny model (K-quants by models/kquants.py; the
-# tiny model's rows of 64 take llama.cpp's fallback types, only 256-long rows get the K-quant)
+# --quant NAME -> GGUF quant type written for the tiny model (K-quants by models/kquants.py; rows not
+# a multiple of 256 weights, like the caption embedder's 32, take llama.cpp's fallback types)
 TINY_GGUF_TYPES = {"q8": "Q8_0", "q4": "Q4_K", "q2": "Q2_K"}
 
 

@@ -33,8 +33,10 @@ _CORPUS = [
 ]
 
 TRANSFORMER_CONFIG = dict(
-    all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=64, n_layers=2,
-    n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=32, axes_dims=[8, 12, 12],
+    # head_dim 128 and RoPE axes [32, 48, 48] as in the real model; width 256 so that the DiT's rows
+    # fill whole 256-weight K-quant super-blocks (tiny --quant q4/q2 are then real Q4_K/Q2_K files)
+    all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=256, n_layers=2,
+    n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=32, axes_dims=[32, 48, 48],
     axes_lens=[1536, 512, 512],
 )
 TEXT_ENCODER_CONFIG = dict(
