@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import re
 import shlex
 from importlib import resources
@@ -24,7 +23,7 @@ from PIL import Image, features
 from .. import __version__, defaults
 from ..atomic import write_text_atomic
 from . import analysis, learned, page
-from .sweepdir import Item, Sweep, load
+from .sweepdir import Item, load
 
 ASSETS = ("report.css", "report.js")
 
