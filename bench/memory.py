@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 PROMPT = ("A sleek black helmeted robot with a glowing visor stands against a solid red background, "
@@ -34,67 +33,15 @@ PROMPT = ("A sleek black helmeted robot with a glowing visor stands against a so
 SIZE = 1024
 
 
-def q8_0_bytes(w: torch.Tensor) -> torch.Tensor:
-    """GGUF Q8_0 blocks of a 2-D weight (rows x cols, cols % 32 == 0) as uint8 rows of cols/32*34
-    bytes: per block an fp16 scale then 32 int8, the arithmetic of gguf.quants.Q8_0 in float32."""
-    rows, cols = w.shape
-    b = w.float().reshape(rows, cols // 32, 32)
-    d = b.abs().amax(-1, keepdim=True) / 127
-    inv = torch.where(d == 0, torch.zeros_like(d), 1 / d)
-    x = b * inv
-    a = x.abs()
-    f = torch.floor(a)
-    q = torch.sign(x) * (f + torch.floor(2 * (a - f)))
-    out = torch.cat([d.half().view(torch.uint8), q.to(torch.int8).view(torch.uint8)], -1)
-    return out.reshape(rows, cols // 32 * 34)
-
-
-def write_q8_gguf(transformer, path: Path, dev) -> None:
-    import gguf
-
-    from zturbo.models.gguf import ARCHITECTURE, to_file_layout
-
-    writer = gguf.GGUFWriter(str(path), ARCHITECTURE)
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    for key, value in to_file_layout(transformer.state_dict()).items():
-        if value.ndim == 2 and value.shape[-1] % 32 == 0 and "pad_token" not in key:
-            q = q8_0_bytes(value.to(dev)).cpu().numpy()
-            writer.add_tensor(key, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        else:
-            writer.add_tensor(key, value.float().cpu().numpy())
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-
-
 def build_pipeline(dev):
     """The real Z-Image-Turbo architecture with random weights, left on the CPU (as after loading)."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
-    from transformers import Qwen3Config, Qwen3Model
+    from zturbo.speed.randmodel import build_pipeline as random_pipeline
 
-    from zturbo.models import tiny
-
-    torch.manual_seed(0)
-    with torch.device(dev):  # random init is fast on the GPU; then to the CPU like loaded weights
-        tr = ZImageTransformer2DModel(axes_lens=[1536, 512, 512]).to(torch.bfloat16).eval()
-        for p in tr.parameters():
-            p.data.mul_(0.5)
-        te = Qwen3Model(Qwen3Config(
-            hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-            num_key_value_heads=8, head_dim=128, vocab_size=151936, max_position_embeddings=40960,
-            rope_theta=1_000_000, rms_norm_eps=1e-6, tie_word_embeddings=True)).to(torch.bfloat16).eval()
-        vae = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.3611, shift_factor=0.1159,
-            use_quant_conv=False, use_post_quant_conv=False, sample_size=1024).to(torch.bfloat16).eval()
-    for m in (tr, te, vae):
+    pipe = random_pipeline(dev)  # random init is fast on the GPU; then to the CPU like loaded weights
+    for m in (pipe.transformer, pipe.text_encoder, pipe.vae):
         m.to("cpu")
     torch.cuda.empty_cache()
-    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False)
-    # the tiny model's byte-level tokenizer: real-size embeddings, ids within Qwen3's vocabulary
-    return ZImagePipeline(scheduler=sched, vae=vae, text_encoder=te, tokenizer=tiny.build_tokenizer(), transformer=tr)
+    return pipe
 
 
 def stage_peaks(engine) -> dict:
@@ -262,8 +209,10 @@ def main() -> int:
         path = Path(tempfile.gettempdir()) / "z-random-Q8_0.gguf"
         cfg = Path(tempfile.mkdtemp(prefix="zcfg-"))
         transformers["bf16"].save_config(cfg)
-        write_q8_gguf(transformers["bf16"], path, dev)
         from zturbo.models.gguf import load_transformer
+        from zturbo.speed.randmodel import write_q8_gguf
+
+        write_q8_gguf(transformers["bf16"].state_dict(), path, device=dev)
 
         transformers["q8"] = load_transformer(path, str(cfg), None, torch.bfloat16)
         out["q8_build_s"] = round(time.perf_counter() - t0, 1)

@@ -34,27 +34,10 @@ def build_engine(model: str, device: str):
     if model != "random":
         return Engine.load(model=model, device=device)
     # The real Z-Image-Turbo architecture with random weights (DESIGN.md: it times like the checkpoint).
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
-    from transformers import Qwen3Config, Qwen3Model
+    from zturbo.models import LoadedModel, ModelInfo
+    from zturbo.speed.randmodel import build_pipeline
 
-    from zturbo.models import LoadedModel, ModelInfo, tiny
-
-    torch.manual_seed(0)
-    with torch.device(device):
-        tr = ZImageTransformer2DModel(axes_lens=[1536, 512, 512]).to(torch.bfloat16).eval()
-        for p in tr.parameters():
-            p.data.mul_(0.5)  # keep random activations finite through 30 layers
-        te = Qwen3Model(Qwen3Config(
-            hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-            num_key_value_heads=8, head_dim=128, vocab_size=151936, max_position_embeddings=40960,
-            rope_theta=1_000_000, rms_norm_eps=1e-6, tie_word_embeddings=True)).to(torch.bfloat16).eval()
-        vae = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.3611, shift_factor=0.1159,
-            use_quant_conv=False, use_post_quant_conv=False, sample_size=1024).to(torch.bfloat16).eval()
-    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False)
-    pipe = ZImagePipeline(scheduler=sched, vae=vae, text_encoder=te, tokenizer=tiny.build_tokenizer(), transformer=tr)
+    pipe = build_pipeline(device)
     info = ModelInfo(model="random", source="bench", quant="bf16", label="random weights, real architecture")
     return Engine(LoadedModel(pipe, info))
 

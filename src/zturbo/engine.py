@@ -28,7 +28,7 @@ from PIL import Image
 from . import defaults
 from .errors import Cancelled, GenerationFailed, InvalidParams, OutOfMemory
 from .metadata import save_png
-from .models import LoadedModel, load_pipeline
+from .models import LoadedModel
 from .params import GenerationParams
 
 log = logging.getLogger("zturbo")

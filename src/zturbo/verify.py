@@ -23,29 +23,13 @@ from typing import Any, Callable
 import torch
 
 from . import defaults
+from .models import published
 
 HOLDS, DIFFERS, CANT = "holds", "differs", "can't check here"
 
-# The published configs (Tongyi-MAI/Z-Image-Turbo on the hub: transformer/, text_encoder/, vae/
-# config.json; ../shared/DESIGN.md), used only to build weightless reference models when the hub
-# snapshot is not cached. The verdicts come from what the installed classes build from them.
-PUBLISHED_CONFIGS = {
-    "transformer": dict(
-        all_patch_size=[2], all_f_patch_size=[1], in_channels=16, dim=3840, n_layers=30, n_refiner_layers=2,
-        n_heads=30, n_kv_heads=30, norm_eps=1e-5, qk_norm=True, cap_feat_dim=2560, rope_theta=256.0,
-        t_scale=1000.0, axes_dims=[32, 48, 48], axes_lens=[1536, 512, 512],
-    ),
-    "text_encoder": dict(
-        hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-        num_key_value_heads=8, head_dim=128, vocab_size=151936, max_position_embeddings=40960,
-        rope_theta=1000000.0, tie_word_embeddings=True,
-    ),
-    "vae": dict(
-        in_channels=3, out_channels=3, latent_channels=16, block_out_channels=[128, 256, 512, 512],
-        layers_per_block=2, down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-        scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False, use_post_quant_conv=False,
-    ),
-}
+# The published configs, used only to build weightless reference models when the hub snapshot is
+# not cached. The verdicts come from what the installed classes build from them.
+PUBLISHED_CONFIGS = published.CONFIGS
 # The article's GGUF sizes (Experiment 6 and its checklist), in GB = 1e9 bytes, and the unsloth file names
 ARTICLE_GGUF_GB = {"BF16": ("z-image-turbo-BF16.gguf", "12.3"), "Q8": (defaults.GGUF_FILES["q8"], "7.22"),
                    "Q4": (defaults.GGUF_FILES["q4"], "5.02"), "Q2": (defaults.GGUF_FILES["q2"], "3.64")}

@@ -82,7 +82,7 @@ def test_click_opens_full_size_with_recipe_and_command(page):
     pg.screenshot(path=str(shots / "lightbox.png"))
     pg.keyboard.press("Escape")
     assert not dialog.is_visible()
-    pg.locator(f'.frame[data-id="guidance-2.0"] .open').click()  # a failed frame says why
+    pg.locator('.frame[data-id="guidance-2.0"] .open').click()  # a failed frame says why
     assert "out of GPU memory" in pg.locator("#lb-recipe").inner_text()
     pg.keyboard.press("Escape")
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 from browser_support import launch, open_page
-from server_support import wait_for
 
 SHOTS = Path(os.environ.get("ZTURBO_SCREENSHOTS") or Path(__file__).resolve().parents[2] / "build" / "screenshots")
 

@@ -48,8 +48,6 @@ def set_vae_tiling(vae, on: bool) -> None:
 
 def reset(pipe) -> None:
     """Remove every offload hook and bring every model back to the CPU."""
-    from diffusers.hooks import HookRegistry
-
     pipe.remove_all_hooks()  # accelerate's: model and sequential offload
     for module in _modules(pipe).values():
         for sub in module.modules():

@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import defaults
 from ..errors import Cancelled, OutOfMemory, ZTurboError

@@ -13,15 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# the hub's configs (DESIGN.md "Facts"); diffusers' constructor default axes_lens differs: always pass it
-TRANSFORMER_CONFIG = dict(axes_lens=[1536, 512, 512])
-TEXT_ENCODER_CONFIG = dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
-                           num_key_value_heads=8, head_dim=128, vocab_size=151936, max_position_embeddings=40960,
-                           rope_theta=1_000_000, rms_norm_eps=1e-6, tie_word_embeddings=True)
-VAE_CONFIG = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
-                  layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
-                  up_block_types=("UpDecoderBlock2D",) * 4, scaling_factor=0.3611, shift_factor=0.1159,
-                  use_quant_conv=False, use_post_quant_conv=False, sample_size=1024)
+from ..models import published
+
+TRANSFORMER_CONFIG = published.TRANSFORMER
+TEXT_ENCODER_CONFIG = published.TEXT_ENCODER
+VAE_CONFIG = published.VAE
 
 
 def transformer_from_state(state: dict, config: dict, device) -> torch.nn.Module:
@@ -61,7 +57,7 @@ def build_pipeline(device, tiny: bool = False, with_text_encoder: bool = True):
         te = Qwen3Model(Qwen3Config(**te_cfg)).to(torch.bfloat16).eval() if with_text_encoder else None
         vae = AutoencoderKL(**(tiny_model.VAE_CONFIG if tiny else VAE_CONFIG)).to(torch.bfloat16).eval()
     return ZImagePipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(**tiny_model.SCHEDULER_CONFIG), vae=vae, text_encoder=te,
+        scheduler=FlowMatchEulerDiscreteScheduler(**published.SCHEDULER), vae=vae, text_encoder=te,
         tokenizer=tokenizer, transformer=build_transformer(device, tiny),
     )
 
@@ -69,21 +65,25 @@ def build_pipeline(device, tiny: bool = False, with_text_encoder: bool = True):
 def quantize_q8_0(weight: torch.Tensor) -> np.ndarray:
     """GGUF Q8_0 blocks of a (rows, cols) matrix, on whatever device it lives (fast on a GPU).
 
-    Same rounding as gguf.quants.quantize (scale = max|x|/127 in fp16, round half away from zero);
-    the gguf package's numpy version takes ~70 s for the 6 B transformer (../shared/bench).
+    Byte-for-byte gguf.quants.quantize (scale = max|x|/127 in fp16, gguf's np_roundf: half away from
+    zero via floor(2 * frac), which floor(|x| + 0.5) misses at x = 0.5 - ulp); the gguf package's
+    numpy version takes ~70 s for the 6 B transformer (../shared/bench).
     """
     rows, cols = weight.shape
     x = weight.float().reshape(-1, 32)
     d = x.abs().amax(dim=1, keepdim=True) / 127
     inv = torch.where(d == 0, torch.zeros_like(d), 1 / d)
     v = x * inv
-    q = (torch.sign(v) * torch.floor(v.abs() + 0.5)).to(torch.int8)
+    a = v.abs()
+    f = torch.floor(a)
+    q = (torch.sign(v) * (f + torch.floor(2 * (a - f)))).to(torch.int8)
     blocks = torch.cat([d.to(torch.float16).view(torch.uint8), q.view(torch.uint8)], dim=1)
     return blocks.reshape(rows, cols // 32 * 34).cpu().numpy()
 
 
-def write_q8_gguf(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
-    """Like zturbo.models.gguf.write_gguf(..., "Q8_0"), with the quantisation done in torch."""
+def write_q8_gguf(state_dict: dict[str, torch.Tensor], path: str | os.PathLike, device=None) -> Path:
+    """Like zturbo.models.gguf.write_gguf(..., "Q8_0"), with the quantisation done in torch (on `device`
+    when given, else where each tensor lives)."""
     import gguf
 
     from ..models.gguf import ARCHITECTURE, to_file_layout
@@ -94,7 +94,7 @@ def write_q8_gguf(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) 
     qtype = gguf.GGMLQuantizationType.Q8_0
     for key, value in to_file_layout(state_dict).items():
         if value.ndim == 2 and value.shape[-1] % 32 == 0 and "pad_token" not in key:
-            q = quantize_q8_0(value)
+            q = quantize_q8_0(value if device is None else value.to(device))
             writer.add_tensor(key, q, raw_shape=q.shape, raw_dtype=qtype)
         else:
             writer.add_tensor(key, value.detach().float().cpu().numpy())
