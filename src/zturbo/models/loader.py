@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .. import defaults
+from ..atomic import write_text_atomic
 from ..errors import CorruptWeights, InvalidParams, WeightsNotFound
 from ..hashing import cached_sha256
 from ..paths import cache_dir
@@ -119,9 +120,15 @@ def _tiny_gguf(quant: str) -> Path:
             f"use --quant {' or --quant '.join(TINY_GGUF_TYPES)}, or --gguf PATH"
         )
     path = cache_dir() / "tiny" / f"z-image-turbo-tiny-{qtype}.gguf"
-    if not path.exists():
+    # The file is stamped with the hash of the tiny transformer it was written from: a file left by an
+    # older tiny model (other sizes or weights) is rewritten instead of failing to load.
+    transformer = tiny.build_components()["transformer"]
+    source = _state_hash(transformer)
+    stamp = path.with_name(path.name + ".source")
+    if not (path.exists() and stamp.is_file() and stamp.read_text().strip() == source):
         path.parent.mkdir(parents=True, exist_ok=True)
-        gguf_files.write_gguf(tiny.build_components()["transformer"].state_dict(), path, qtype)
+        gguf_files.write_gguf(transformer.state_dict(), path, qtype)
+        write_text_atomic(stamp, source + "\n")
     return path
 
 
