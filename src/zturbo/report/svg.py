@@ -4,6 +4,7 @@ Sized in CSS pixels; colours come from the page's CSS variables so the charts fo
 from __future__ import annotations
 
 import math
+import os
 from html import escape
 
 W, H = 300, 150
@@ -89,13 +90,27 @@ def matrix(title: str, labels: list[str], m: list[list[float]]) -> str:
     n = len(labels)
     if n == 0:
         return ""
+    char_w = 6.0  # a 10 px sans-serif character, at most
     cell = max(18, min(36, 220 // n))
-    left, top = 60, 16
-    size_w, size_h = left + n * cell + 4, top + n * cell + 4
-    out = [f'<svg class="chart matrix" viewBox="0 0 {size_w} {size_h}" width="{size_w}" height="{size_h}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>']
+    # column heads: the labels less their shared words ("seed 0", "seed 7" -> "0", "7"), upright if too wide
+    prefix = os.path.commonprefix(labels)
+    prefix = prefix[: prefix.rfind(" ") + 1]
+    heads = [lab[len(prefix):] or lab for lab in labels]
+    head_w = max(len(h) for h in heads) * char_w
+    upright = head_w > cell - 2
+    left = int(max(len(lab) for lab in labels) * char_w) + 8
+    top = 16 + (int(head_w) + 6 if upright else 14)
+    size_w = max(left + n * cell + 4, int(len(title) * char_w) + 8)
+    size_h = top + n * cell + 4
+    out = [f'<svg class="chart matrix" viewBox="0 0 {size_w} {size_h}" width="{size_w}" height="{size_h}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>',
+           f'<text class="label" x="4" y="12">{escape(title)}</text>']
     for i, lab in enumerate(labels):
         out.append(f'<text class="tick" x="{left - 4}" y="{top + i * cell + cell / 2 + 3}" text-anchor="end">{escape(lab)}</text>')
-        out.append(f'<text class="tick" x="{left + i * cell + cell / 2}" y="{top - 4}" text-anchor="middle">{escape(lab[-6:])}</text>')
+        x = left + i * cell + cell / 2
+        if upright:
+            out.append(f'<text class="tick" transform="translate({x + 3},{top - 4}) rotate(-90)">{escape(heads[i])}</text>')
+        else:
+            out.append(f'<text class="tick" x="{x}" y="{top - 4}" text-anchor="middle">{escape(heads[i])}</text>')
         for j in range(n):
             v = max(0.0, min(1.0, m[i][j]))
             out.append(
@@ -103,6 +118,7 @@ def matrix(title: str, labels: list[str], m: list[list[float]]) -> str:
                 f'fill="var(--c1)" fill-opacity="{0.08 + 0.9 * v:.2f}"><title>{escape(labels[i])} vs {escape(labels[j])}: {v:.3f}</title></rect>'
             )
             if cell >= 26:
-                out.append(f'<text class="cell" x="{left + j * cell + cell / 2}" y="{top + i * cell + cell / 2 + 3}" text-anchor="middle">{v:.2f}</text>')
+                cls = "cell dark" if v > 0.5 else "cell"
+                out.append(f'<text class="{cls}" x="{left + j * cell + cell / 2}" y="{top + i * cell + cell / 2 + 3}" text-anchor="middle">{v:.2f}</text>')
     out.append("</svg>")
     return "".join(out)
