@@ -22,6 +22,17 @@ def fmt(v: float | None, digits: int = 3) -> str:
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
+def tick(v: float | None) -> str:
+    """fmt() for an axis: a short exponent ("3.04e4", "9.4e-4") so the number fits the chart's margin."""
+    s = fmt(v)
+    if "e" not in s:
+        return s
+    mant, exp = s.split("e")
+    if "." in mant:
+        mant = mant.rstrip("0").rstrip(".")
+    return f"{mant}e{int(exp)}"
+
+
 def _finite(values):
     return [v for v in values if v is not None and math.isfinite(v)]
 
@@ -38,8 +49,8 @@ def _frame(title: str, y_lo: float, y_hi: float, x_label: str) -> list[str]:
         f'<title>{escape(title)}</title>',
         f'<line class="axis" x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}"/>',
         f'<line class="axis" x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}"/>',
-        f'<text class="tick" x="{PAD_L - 4}" y="{PAD_T + 4}" text-anchor="end">{escape(fmt(y_hi))}</text>',
-        f'<text class="tick" x="{PAD_L - 4}" y="{H - PAD_B}" text-anchor="end">{escape(fmt(y_lo))}</text>',
+        f'<text class="tick" x="{PAD_L - 4}" y="{PAD_T + 4}" text-anchor="end">{escape(tick(y_hi))}</text>',
+        f'<text class="tick" x="{PAD_L - 4}" y="{H - PAD_B}" text-anchor="end">{escape(tick(y_lo))}</text>',
         f'<text class="label" x="{(PAD_L + W - PAD_R) / 2}" y="{H - 2}" text-anchor="middle">{escape(x_label)}</text>',
     ]
 
@@ -77,7 +88,7 @@ def scatter(title: str, points: list[tuple[float, float, str]], x_label: str, y_
     x_hi, y_hi = max(p[0] for p in pts), max(p[1] for p in pts)
     sx, sy = _scale(0, x_hi, PAD_L + 4, W - PAD_R), _scale(0, y_hi, H - PAD_B, PAD_T)
     out = _frame(title, 0, y_hi, x_label)
-    out.append(f'<text class="tick" x="{W - PAD_R}" y="{H - PAD_B + 12}" text-anchor="end">{escape(fmt(x_hi))}</text>')
+    out.append(f'<text class="tick" x="{W - PAD_R}" y="{H - PAD_B + 12}" text-anchor="end">{escape(tick(x_hi))}</text>')
     out.append(f'<text class="label" x="{PAD_L + 4}" y="{PAD_T - 3}">{escape(y_label)}</text>')
     for x, y, tip in pts:
         out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="var(--c1)"><title>{escape(tip)}</title></circle>')
