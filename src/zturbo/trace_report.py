@@ -30,7 +30,8 @@ def fmt(value) -> str:
     if isinstance(value, (list, tuple)):
         if value and all(isinstance(v, str) for v in value):
             return " ".join(repr(v) for v in value)
-        return "[" + ", ".join(fmt(v) for v in value) + "]"
+        # no thousands separators inside a list: [1,536, 512] would read as three numbers
+        return "[" + ", ".join(str(v) if type(v) is int else fmt(v) for v in value) + "]"
     return str(value)
 
 
