@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import ZTurboError
@@ -55,3 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was left behind", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # stdout was closed early (`zturbo ... | head`): stop quietly, and keep Python's exit flush quiet too
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a piped command cut short
