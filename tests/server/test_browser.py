@@ -171,3 +171,15 @@ def test_api_docs_page_lists_the_endpoints_without_a_cdn(browser, live_server):
     text = page.text_content("#endpoints")
     assert "/v1/images/generations" in text and "/api/jobs/{job_id}/events" in text and "response_format" in text
     clean(log)
+
+
+def test_api_docs_curl_example_stays_inside_the_page(browser, live_server):
+    srv = live_server()
+    page, log = open_page(browser, allow=(srv.url, "data:", "blob:"), viewport=(1280, 900))
+    page.goto(srv.url + "/docs")
+    page.wait_for_selector(".endpoint")
+    fits = page.evaluate("""() => [...document.querySelectorAll('pre')].every(p => {
+        const r = p.getBoundingClientRect(), box = p.parentElement.getBoundingClientRect();
+        return p.scrollWidth <= p.clientWidth + 1 && r.right <= box.right + 1; })""")
+    assert fits, "a <pre> on /docs is wider than the page column"
+    clean(log)
