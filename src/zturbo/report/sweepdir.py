@@ -100,4 +100,10 @@ def load(root: str | Path) -> Sweep:
             items=[items[i] for i in ids if i in items],
         ))
     plan = sweep.plan
-    return Sweep(root, plan.get("prompt_default", ""), plan.get("step_mapping", ""), experiments, items)
+    # the prompts the images used (a --file grid's `prompts` are not plan.json's prompt_default)
+    used = list(dict.fromkeys(it.params["prompt"] for it in items.values() if isinstance(it.params.get("prompt"), str)))
+    if len(used) > 1:
+        prompt = "\n\n".join(f"P{i + 1}: {text.strip()}" for i, text in enumerate(used))
+    else:
+        prompt = used[0] if used else plan.get("prompt_default", "")
+    return Sweep(root, prompt, plan.get("step_mapping", ""), experiments, items)
