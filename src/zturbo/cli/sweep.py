@@ -37,7 +37,7 @@ The exit code is 1 when any image failed (the summary lists them)."""
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
-                   help="steps, guidance, seeds, aspect, resolution, quant, all")
+                   help="steps, guidance, seeds, aspect, resolution, quant, upscale (needs --upscaler), all")
     p.add_argument("--out", "-o", default=None, metavar="DIR",
                    help=f"the sweep folder (default {defaults.SWEEP_DIR}/<experiments>); re-run to resume")
     g = p.add_argument_group("prompt and grid")
