@@ -21,7 +21,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--memory", choices=defaults.MEMORY_CHOICES, default="auto",
                    help="GPU memory: auto (default) picks precision and offload from free memory and says why; "
                         "full = all on the GPU; model-offload = one model at a time; group-offload = blocks "
-                        "streamed from CPU memory (~3 GB at 1 MP); sequential = layer by layer (slowest). "
+                        "streamed from CPU memory (~2.4 GB at 1 MP, measured); sequential = layer by layer (slowest). "
                         "Out of memory retries once one step lower")
     g.add_argument("--vram-budget", type=float, default=None, metavar="GB",
                    help="use at most this much GPU memory (GB = 1e9 bytes), e.g. to share the card; "
