@@ -81,3 +81,19 @@ def test_a_busy_port_or_a_bad_output_folder_fails_before_loading(capsys, tmp_pat
     (tmp_path / "history.sqlite").write_bytes(b"not a database, just bytes " * 100)
     assert main(["serve", "--model", "tiny", "--device", "cpu", "--port", str(free_port()), "--out", str(tmp_path)]) == 2
     assert "is not a usable history database" in capsys.readouterr().err
+
+
+def test_a_bad_allow_origin_fails_before_the_port_check_and_the_load(capsys, tmp_path, monkeypatch):
+    import zturbo.cli.serve as serve_cli
+
+    def no_load(args):
+        raise AssertionError("the model was loaded before --allow-origin was checked")
+
+    monkeypatch.setattr(serve_cli, "_engine", no_load)
+    with socket.socket() as s:  # the port is busy: the bad option is still the error reported
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["serve", "--model", "tiny", "--port", str(port), "--allow-origin", "mybox",
+                     "--out", str(tmp_path)]) == 2
+    assert "is not an origin like http://host:port" in capsys.readouterr().err

@@ -92,7 +92,13 @@ def run(args) -> int:
         raise InvalidParams("--token is empty")
     from ..server import create_app
     from ..server.runner import make_server
+    from ..server.security import normalize_origin
 
+    for origin in args.allow_origin or ():  # in a second, not after a model load (create_app checks again)
+        try:
+            normalize_origin(origin)
+        except ValueError as exc:
+            raise InvalidParams(f"--allow-origin: {exc}") from None
     check_port(args.host, args.port)
     engine = _engine(args)
     app = create_app(engine, args.out, token=token, allow_origins=args.allow_origin, bound_host=args.host,
