@@ -58,3 +58,16 @@ def load_engine(model: str | None, quant: str | None, gguf: str | None, device: 
 def say(msg: str, quiet: bool = False) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
+
+
+def unique_paths(folder, stems: list[str]) -> list:
+    """folder/<stem>.png for each stem, numbered -1, -2, ... past files that exist (never overwrite)."""
+    from pathlib import Path
+
+    folder, paths = Path(folder), []
+    for stem in stems:
+        path, k = folder / f"{stem}.png", 1
+        while path.exists() or path in paths:
+            path, k = folder / f"{stem}-{k}.png", k + 1
+        paths.append(path)
+    return paths

@@ -11,7 +11,7 @@ from .. import defaults, geometry
 from ..errors import InvalidParams
 from ..metadata import read_recipe
 from ..params import GenerationParams
-from .common import add_model_arguments, load_engine, say
+from .common import add_model_arguments, load_engine, say, unique_paths
 from .upscale import load_upscaler, upscale_result
 
 HELP = "generate image(s) from a prompt"
@@ -129,13 +129,7 @@ def output_paths(out: str | None, seeds: list[int]) -> list[Path]:
         return [target.with_name(f"{target.stem}_{s}.png") for s in seeds]
     folder = Path(out or defaults.OUTPUT_DIR)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    paths = []
-    for s in seeds:
-        path, k = folder / f"{stamp}_{s}.png", 1
-        while path.exists() or path in paths:
-            path, k = folder / f"{stamp}_{s}-{k}.png", k + 1
-        paths.append(path)
-    return paths
+    return unique_paths(folder, [f"{stamp}_{s}" for s in seeds])
 
 
 def run(args) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import defaults
 from ..errors import InvalidParams
-from .common import say
+from .common import say, unique_paths
 
 HELP = "upscale image(s) with an ESRGAN/SPAN/SwinIR/... model (generate near native, then upscale)"
 DESCRIPTION = f"""Upscale images with any super-resolution model spandrel recognises (ESRGAN, Real-ESRGAN,
@@ -52,14 +52,7 @@ def output_paths(out: str | None, images: list[str], scale_label: str) -> list[P
             raise InvalidParams(f"-o {out} names one file but {len(images)} images were given: give a folder")
         return [Path(out)]
     folder = Path(out or defaults.OUTPUT_DIR)
-    paths: list[Path] = []
-    for image in images:
-        stem = f"{Path(image).stem}_x{scale_label}"
-        path, k = folder / f"{stem}.png", 1
-        while path.exists() or path in paths:
-            path, k = folder / f"{stem}-{k}.png", k + 1
-        paths.append(path)
-    return paths
+    return unique_paths(folder, [f"{Path(image).stem}_x{scale_label}" for image in images])
 
 
 def run(args) -> int:
