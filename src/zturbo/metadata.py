@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from . import defaults
 from .atomic import atomic_path
 from .errors import InvalidParams
 
@@ -70,3 +72,30 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError):
         raise InvalidParams(f"{path} has a damaged zturbo recipe") from None
     return recipe
+
+
+def generate_command(params: dict[str, Any], model: dict[str, Any] | None = None, quant: str | None = None) -> str:
+    """The `zturbo generate` line that makes an image again from its recipe (params + model info).
+
+    `quant` overrides the model's (a sweep records the precision it asked for). The report and the
+    server both show this line; tests run it and compare pixels.
+    """
+    model = model or {}
+    quant = quant or model.get("quant")
+    args = ["zturbo", "generate", params.get("prompt", "")]
+    if params.get("negative_prompt"):
+        args += ["--negative-prompt", params["negative_prompt"]]
+    args += ["--seed", str(params.get("seed")), "--steps", str(params.get("steps")),
+             "--guidance", f"{float(params.get('guidance', 0)):g}", "--size", f"{params.get('width')}x{params.get('height')}"]
+    if quant in defaults.QUANTS:
+        args += ["--quant", quant]
+    elif model.get("weights_file"):
+        args += ["--gguf", str(model["weights_file"])]
+    if params.get("rng"):
+        args += ["--rng", str(params["rng"])]
+    mp = int(params.get("width", 0)) * int(params.get("height", 0)) / defaults.MEGAPIXEL
+    if mp > defaults.MAX_MEGAPIXELS:
+        args += ["--max-megapixels", f"{float(params.get('max_megapixels', mp)):g}"]
+    if model.get("model") and model["model"] != defaults.MODEL_ID:
+        args += ["--model", str(model["model"])]
+    return shlex.join(args)

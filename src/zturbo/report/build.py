@@ -22,6 +22,7 @@ from PIL import Image, features
 
 from .. import __version__, defaults
 from ..atomic import write_text_atomic
+from ..metadata import generate_command as recipe_command
 from . import analysis, learned, page
 from .sweepdir import Item, load
 
@@ -55,32 +56,16 @@ def make_thumb(image: Image.Image, src: Path, target: Path) -> None:
 
 
 def generate_command(item: Item) -> str:
-    """The `zturbo generate` line that reproduces this image."""
+    """The `zturbo generate` line that reproduces this image (then `zturbo upscale` for an upscaled frame)."""
     p, rec = item.params, item.record
-    model = (rec.get("model") or {}) if isinstance(rec.get("model"), dict) else {}
-    args = ["zturbo", "generate", shlex.quote(p.get("prompt", ""))]
-    if p.get("negative_prompt"):
-        args += ["--negative-prompt", shlex.quote(p["negative_prompt"])]
-    args += ["--seed", str(p.get("seed")), "--steps", str(p.get("steps")),
-             "--guidance", f"{float(p.get('guidance', 0)):g}", "--size", f"{p.get('width')}x{p.get('height')}"]
-    if item.quant in defaults.QUANTS:
-        args += ["--quant", item.quant]
-    elif model.get("weights_file"):
-        args += ["--gguf", shlex.quote(str(model["weights_file"]))]
-    if p.get("rng"):
-        args += ["--rng", str(p["rng"])]
-    mp = int(p.get("width", 0)) * int(p.get("height", 0)) / defaults.MEGAPIXEL
-    if mp > defaults.MAX_MEGAPIXELS:
-        args += ["--max-megapixels", f"{float(p.get('max_megapixels', mp)):g}"]
-    name = model.get("model")
-    if name and name != defaults.MODEL_ID:
-        args += ["--model", shlex.quote(str(name))]
+    model = rec.get("model") if isinstance(rec.get("model"), dict) else {}
+    cmd = recipe_command(p, model, item.quant)
     up = item.upscale
     if up and up.get("model") and up.get("size") and p.get("width"):
         base = Path(item.file).stem + "_base.png"
-        args += ["-o", shlex.quote(base), "&&", "zturbo", "upscale", shlex.quote(base), "--model",
-                 shlex.quote(str(up["model"])), "--scale", f"{int(up['size'][0]) / int(p['width']):.4g}"]
-    return " ".join(args)
+        cmd += " " + shlex.join(["-o", base]) + " && " + shlex.join(
+            ["zturbo", "upscale", base, "--model", str(up["model"]), "--scale", f"{int(up['size'][0]) / int(p['width']):.4g}"])
+    return cmd
 
 
 def recipe_rows(item: Item) -> list[list[str]]:

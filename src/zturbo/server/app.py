@@ -20,7 +20,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import shlex
 import time
 from importlib import resources
 from pathlib import Path
@@ -34,6 +33,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__, defaults, geometry
 from ..errors import InvalidParams
+from ..metadata import generate_command
 from .history import History
 from .jobs import CANCELLED, DONE, JobQueue, QueueFull
 from .schemas import JobRequest, OpenAIImageRequest, to_params
@@ -65,22 +65,7 @@ def safe_image_path(out_dir: Path, name: str) -> Path | None:
 
 def cli_command(recipe: dict[str, Any]) -> str:
     """The `zturbo generate` line that makes this image again."""
-    p, m = recipe["params"], recipe.get("model", {})
-    args = ["zturbo", "generate", p["prompt"], "--seed", str(p["seed"]), "--steps", str(p["steps"]),
-            "--size", f"{p['width']}x{p['height']}"]
-    if p.get("guidance"):
-        args += ["--guidance", f"{p['guidance']:g}"]
-    if p.get("negative_prompt"):
-        args += ["--negative-prompt", p["negative_prompt"]]
-    if p.get("rng"):
-        args += ["--rng", p["rng"]]
-    if m.get("model") and m["model"] != defaults.MODEL_ID:
-        args += ["--model", m["model"]]
-    if m.get("quant") == "gguf" and m.get("weights_file"):
-        args += ["--gguf", m["weights_file"]]
-    elif m.get("quant") and m["quant"] != "bf16":
-        args += ["--quant", m["quant"]]
-    return shlex.join(args)
+    return generate_command(recipe["params"], recipe.get("model", {}))
 
 
 def precision(model: dict[str, Any]) -> str:
