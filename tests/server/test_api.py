@@ -243,3 +243,15 @@ def test_notes_and_warnings_reach_the_client(client):
     assert r.status_code == 200 and any("doubles the cost" in w for w in r.json()["warnings"])
     job = client.post("/api/jobs", json={"prompt": "x", "negative_prompt": "blur", **SMALL}).json()
     assert any("negative prompt only acts" in w for w in wait_job(client, job["id"])["warnings"])
+
+
+def test_the_copied_command_of_a_large_image_raises_the_pixel_cap():
+    """The server's command line and the report's are one builder: above the 4 MP default cap it passes
+    --max-megapixels, or the copied command would be refused."""
+    from zturbo.server.app import cli_command
+
+    recipe = {"params": {"prompt": "big", "seed": 1, "steps": 8, "guidance": 0.0, "width": 2304, "height": 2048,
+                         "max_megapixels": 5.0, "rng": "cuda"}, "model": {"model": "tiny", "quant": "bf16"}}
+    args = build_parser().parse_args(shlex.split(cli_command(recipe))[1:])
+    params, model = build_params(args)
+    assert (params.width, params.height, params.max_megapixels) == (2304, 2048, 5.0) and model["model"] == "tiny"
