@@ -323,7 +323,7 @@ class Engine:
         finite = bool(torch.isfinite(latents).all())
         z = latents.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
         decoded = pipe.vae.decode(z, return_dict=False)[0]
-        image = pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+        image = to_pil(decoded, pipe.image_processor.config.do_normalize)
         self._sync()
         timings["decoding"] = time.perf_counter() - t0
 
@@ -352,6 +352,17 @@ class Engine:
             "warnings": warnings,
         }
         return image, recipe
+
+
+def to_pil(decoded: torch.Tensor, denormalize: bool = True) -> Image.Image:
+    """diffusers' VaeImageProcessor.postprocess(output_type="pil") for one image, the same pixels bit for
+    bit, but converted to 8 bits where the tensor is: 3 MB cross to the host instead of 12 MB of float32,
+    and no numpy pass over 3 M floats on one CPU core (~25 ms at 1 MP)."""
+    x = decoded[0]
+    if denormalize:
+        x = (x / 2 + 0.5).clamp(0, 1)  # in the decoder's dtype, as diffusers' denormalize does
+    x = (x.float() * 255).round().to(torch.uint8).permute(1, 2, 0)
+    return Image.fromarray(x.cpu().numpy())
 
 
 def seconds(result: Result) -> float:

@@ -9,12 +9,14 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from . import defaults
-from .atomic import atomic_path
+from .atomic import atomic_path, write_bytes_atomic
 from .errors import InvalidParams
+from .pngwrite import encode_png
 
 RECIPE_KEY = "zturbo"
 A1111_KEY = "parameters"
@@ -45,9 +47,13 @@ def a1111_line(recipe: dict[str, Any]) -> str:
 
 def save_png(image: Image.Image, target: str | os.PathLike, recipe: dict[str, Any]) -> Path:
     """Write `image` with its recipe, atomically (temp file + rename)."""
+    text = {RECIPE_KEY: json.dumps(recipe, sort_keys=True), A1111_KEY: a1111_line(recipe)}
+    if image.mode in ("L", "LA", "RGB", "RGBA"):
+        data = encode_png(np.asarray(image), text)  # all cores: Pillow's encoder is single-threaded
+        return write_bytes_atomic(target, data)
     info = PngInfo()
-    info.add_itxt(RECIPE_KEY, json.dumps(recipe, sort_keys=True))
-    info.add_itxt(A1111_KEY, a1111_line(recipe))
+    for key, value in text.items():
+        info.add_itxt(key, value)
     with atomic_path(target) as tmp:
         image.save(tmp, format="PNG", pnginfo=info)
     return Path(target)

@@ -144,3 +144,15 @@ def test_black_output_is_flagged():
     res = engine.generate(GenerationParams(prompt="x", seed=1, width=32, height=32, steps=1))
     assert res.recipes[0]["black"] is True
     assert any("all black" in w for w in res.warnings)
+
+
+def test_to_pil_equals_diffusers_postprocess_bit_for_bit():
+    """The engine converts to 8 bits on the device; the pixels are diffusers' own, in every dtype."""
+    from diffusers.image_processor import VaeImageProcessor
+
+    from zturbo.engine import to_pil
+
+    proc = VaeImageProcessor(vae_scale_factor=16)
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        x = (torch.randn(1, 3, 48, 80, generator=torch.Generator().manual_seed(1)) * 0.9).to(dtype)
+        assert np.array_equal(np.asarray(to_pil(x)), np.asarray(proc.postprocess(x, output_type="pil")[0]))
