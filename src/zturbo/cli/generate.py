@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, default=None, help=f"transformer passes, {defaults.MIN_STEPS}..{defaults.MAX_STEPS} (default {defaults.STEPS})")
     g.add_argument("--guidance", type=float, default=None, help=f"CFG scale (default {defaults.GUIDANCE:g}; > 0 is a contrast knob on Turbo)")
     g.add_argument("--seed", default=None, help="0..2^64-1 (default: random, always recorded)")
-    g.add_argument("--num-images", "-n", type=int, default=1, help="images with seeds S..S+N-1, each reproducible alone")
+    g.add_argument("--num-images", "-n", type=int, default=1, help="images with seeds S..S+N-1, each reproducible alone "
+                   "(S+N-1 must not pass 2^64-1)")
     g.add_argument("--rng", choices=("cuda", "cpu"), default=None,
                    help="where the starting noise is drawn: cuda (the article's code; the default on a GPU) "
                         "or cpu (the same noise for a seed on any machine)")
@@ -136,19 +137,24 @@ def run(args) -> int:
     if args.num_images < 1:
         raise InvalidParams(f"--num-images must be at least 1, got {args.num_images}")
     params, model_opts = build_params(args)
+    last = params.seed + args.num_images - 1
+    if last > defaults.MAX_SEED:
+        raise InvalidParams(f"--seed {params.seed} with --num-images {args.num_images} would need seeds up to {last}, "
+                            f"past the largest seed 2^64-1 ({defaults.MAX_SEED}): use --seed "
+                            f"{defaults.MAX_SEED - args.num_images + 1} or lower")
     for note in params.notes():
         say(f"note: {note}", args.quiet)
     upscaler = load_upscaler(args)  # before the pipeline: a bad upscaler file fails fast
     engine = load_engine(model_opts["model"], model_opts["quant"], model_opts["gguf"], args.device, args.quiet,
                          fast=args.fast, gguf_mode=args.gguf_mode, memory=args.memory, vram_budget=args.vram_budget)
-    targets = output_paths(args.out, [(params.seed + i) % (defaults.MAX_SEED + 1) for i in range(args.num_images)])
+    targets = output_paths(args.out, [params.seed + i for i in range(args.num_images)])
 
     from tqdm import tqdm
 
     bar = tqdm(total=params.steps * args.num_images, unit="pass", disable=args.quiet, file=sys.stderr, leave=False)
     try:
         for i, target in enumerate(targets):
-            p = params.replace(seed=(params.seed + i) % (defaults.MAX_SEED + 1))
+            p = params.replace(seed=params.seed + i)
             bar.set_description(f"seed {p.seed}")
             result = engine.generate(p, on_step=lambda *_: bar.update(1))
             for w in result.recipes[0]["warnings"]:
