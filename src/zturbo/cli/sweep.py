@@ -146,8 +146,9 @@ def build_plan(args):
         raise InvalidParams("nothing to sweep: name experiments (steps guidance seeds aspect resolution quant, or all), "
                             "or give --vary KEY=V1,V2 or --file EXPERIMENT.toml")
     model = {"model": args.model or defaults.MODEL_ID, "quant": base_quant, "gguf": args.gguf}
-    prompt_default = prompts[0] if prompts else specs.ROBOT_PROMPT
-    return Plan(experiments, prompt_default, specs.step_mapping(), model)
+    # the prompt the images use (a --file grid names its own), not the one the flags would have given
+    used = [i.params.prompt for e in experiments for i in e.items]
+    return Plan(experiments, used[0] if used else specs.ROBOT_PROMPT, specs.step_mapping(), model)
 
 
 def _default_out(args) -> Path:

@@ -110,8 +110,9 @@ class Plan:
             experiments.append(exp.to_plan())
         for item in self.items:
             items[item.id] = item.to_plan()
-        return {"version": PLAN_VERSION, "prompt_default": self.prompt_default, "step_mapping": self.step_mapping,
-                "model": self.model, "experiments": experiments, "items": items}
+        prompts = list(dict.fromkeys(i["params"]["prompt"] for i in items.values()))  # every prompt used, in order
+        return {"version": PLAN_VERSION, "prompt_default": self.prompt_default, "prompts": prompts,
+                "step_mapping": self.step_mapping, "model": self.model, "experiments": experiments, "items": items}
 
     def estimate(self, pending: list[Item] | None = None) -> dict[str, Any]:
         """Item count, distinct shapes, rough time (bf16 on an H200-class GPU) and worst-case disk."""
