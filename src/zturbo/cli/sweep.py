@@ -175,7 +175,7 @@ def run(args) -> int:
 
     from ..sweep import manifest as mf
     from ..sweep.plan import describe, shard
-    from ..sweep.runner import Launch, run_sweep, say, summary_table
+    from ..sweep.runner import Launch, is_done, run_sweep, say, summary_table
 
     plan = build_plan(args)
     out = Path(args.out) if args.out else _default_out(args)
@@ -183,7 +183,7 @@ def run(args) -> int:
     if args.dry_run:
         print(describe(plan))
         records = mf.merged_records(out) if out.is_dir() else {}
-        done = sum(1 for i in plan.items if mf.record_is_valid(out, records.get(i.id)))
+        done = sum(1 for i in plan.items if is_done(out, i, records.get(i.id), args.model or defaults.MODEL_ID))
         if done:
             print(f"{out}: {done} of {len(plan.items)} images already done (a run resumes from there)")
         if launch.sharded:

@@ -25,7 +25,7 @@ class Item:
     quant: str
     axes: dict[str, Any]
     row: str | None = None
-    upscale: dict[str, Any] | None = None  # {"model": FILE, "size": [W, H]}: the generated image is upscaled
+    upscale: dict[str, Any] | None = None  # {"model": FILE, "sha256": ..., "size": [W, H]}: the image is upscaled
 
     def to_plan(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "file": self.file, "params": self.params.to_dict(),

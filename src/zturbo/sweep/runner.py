@@ -104,7 +104,16 @@ def _matches(item: Item, record: dict[str, Any] | None, model: str | None) -> bo
         want.pop("rng", None)
     if got != want:
         return False
+    if item.upscale:  # the upscaler makes the image too: another file (or the same name, changed) redoes it
+        steps = record.get("upscale") or [{}]
+        if steps[-1].get("weights_sha256") != item.upscale.get("sha256"):
+            return False
     return model is None or (record.get("model") or {}).get("model") == model
+
+
+def is_done(folder: Path, item: Item, record: dict[str, Any] | None, model: str | None) -> bool:
+    """Skipped on resume: recorded as planned now, and its PNG still on disk with the recorded hash."""
+    return _matches(item, record, model) and mf.record_is_valid(folder, record)
 
 
 def _clean_temp_files(folder: Path, items: list[Item]) -> None:
@@ -141,7 +150,8 @@ def _record(item: Item, status: str, *, error: str | None = None, file: str | No
         "device": recipe.get("device") or getattr(engine, "device_name", None),
         "versions": recipe.get("versions") or getattr(engine, "versions", None) or {},
         "model": recipe.get("model") or (engine.info.to_dict() if engine is not None else {}),
-        "warnings": recipe.get("warnings", []), "rank": rank, "finished_at": mf.now_iso(),
+        "warnings": recipe.get("warnings", []), "upscale": recipe.get("upscale"), "rank": rank,
+        "finished_at": mf.now_iso(),
     }
 
 
@@ -162,7 +172,7 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
         _marker(folder, launch.rank).unlink(missing_ok=True)
 
     records = mf.merged_records(folder)
-    pending = [i for i in mine if not (_matches(i, records.get(i.id), model) and mf.record_is_valid(folder, records[i.id]))]
+    pending = [i for i in mine if not is_done(folder, i, records.get(i.id), model)]
     outcome = Outcome(items=mine, skipped=len(mine) - len(pending))
     check_disk(folder, pending)
     mf.write_plan(folder, plan.to_json(mf.read_plan(folder)))

@@ -165,11 +165,13 @@ def upscale_experiment(s: ArticleSettings) -> Experiment:
     """"Generate near native, then upscale" (Experiment 5's advice) put to a test: the same prompt and seed
     generated directly at 1x, 1.5x and 2x the frame, against the frame generated and then upscaled to the
     same sizes (snapped to the 16-pixel grid). Each record's seconds include the upscale."""
+    from ..hashing import cached_sha256
     from ..upscale import check_file
 
     if not s.upscaler:
         raise InvalidParams("the upscale experiment needs an upscaler model: --upscaler FILE (.safetensors or .pth)")
     model = str(check_file(s.upscaler).resolve())
+    sha = cached_sha256(model)  # part of the item: a resume with another upscaler file makes these again
     w, h = s.size
     items = []
     for f in UPSCALE_FACTORS:
@@ -179,7 +181,7 @@ def upscale_experiment(s: ArticleSettings) -> Experiment:
                                s.quant, {**axes, "method": "direct"}, "direct"))
         if f != 1:  # at 1x the upscaled arm is the direct image itself
             items.append(make_item("upscale", f"upscale/upscaled_{f:g}x_{_wh(W, H)}.png", s.params(), s.quant,
-                                   {**axes, "method": "upscaled"}, "upscaled", upscale={"model": model, "size": [W, H]}))
+                                   {**axes, "method": "upscaled"}, "upscaled", upscale={"model": model, "sha256": sha, "size": [W, H]}))
     return Experiment("upscale", f"Generate near native, then upscale ({Path(model).name}) vs generate directly",
                       "size", "resolution", [("factor", list(UPSCALE_FACTORS)), ("method", ["direct", "upscaled"])],
                       items)

@@ -65,10 +65,14 @@ def upscale_result(upscaler: Upscaler, result, scale: float | None = None, size:
 
 
 @functools.lru_cache(maxsize=1)
-def _cached(path: str, device: str | None) -> Upscaler:
+def _cached(path: str, device: str | None, sha256: str) -> Upscaler:
     return Upscaler.load(path, device=device)
 
 
 def cached_upscaler(path: str | os.PathLike, device=None) -> Upscaler:
-    """One loaded upscaler kept for repeated use (a sweep's upscaled items share it)."""
-    return _cached(str(Path(path).resolve()), None if device is None else str(device))
+    """One loaded upscaler kept for repeated use (a sweep's upscaled items share it); a file changed
+    in place since it was loaded is loaded again."""
+    from ..hashing import cached_sha256
+
+    path = check_file(path).resolve()
+    return _cached(str(path), None if device is None else str(device), cached_sha256(path))
