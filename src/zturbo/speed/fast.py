@@ -14,6 +14,7 @@ import torch
 from .. import defaults
 from ..paths import cache_dir
 from . import fp8 as fp8_mod
+from .fused import rewrite_blocks
 from .gguf_mode import _fp8_why_not, convert_gguf, is_gguf, resolve_gguf_mode
 
 
@@ -76,7 +77,8 @@ def _compiled(module: torch.nn.Module) -> bool:
 
 
 def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, compile: bool = True,
-               fp8: bool = True, attention: bool = True, compile_vae: bool = True) -> list[Feature]:
+               fp8: bool = True, attention: bool = True, compile_vae: bool = True,
+               rewrite: bool = True) -> list[Feature]:
     """Make `pipe` (a ZImagePipeline on its device) fast in place; returns what was turned on.
 
     With `enabled=False` only `gguf_mode` acts (a GGUF transformer dequantised once at load).
@@ -94,8 +96,12 @@ def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, comp
     out.append(Feature("prompt_cache", True, "prompts encoded without the 512-token padding, embeddings cached"))
     if device.type != "cuda":
         why = f"no CUDA GPU (the model is on {device.type}): torch.compile's GPU kernels and FP8 tensor cores need one"
-        return out + [Feature(n, False, why) for n in ("attention", "fp8", "compile", "compile_vae")]
+        return out + [Feature(n, False, why) for n in ("blocks", "attention", "fp8", "compile", "compile_vae")]
 
+    if rewrite:
+        n = rewrite_blocks(tr)
+        out.append(Feature("blocks", True, f"real-valued RoPE that compiles into the QK-norm kernel; {n} blocks with "
+                                           "one QKV and one gate+up GEMM"))
     if attention:
         name, detail = pick_attention_backend(device)
         if name != "native":

@@ -13,6 +13,7 @@ import torch
 from .. import defaults
 from ..errors import InvalidParams
 from . import fp8
+from .fused import fuse_block
 
 
 def is_gguf(transformer: torch.nn.Module) -> bool:
@@ -71,6 +72,7 @@ def convert_gguf(transformer: torch.nn.Module, mode: str) -> str:
         for name in fp8.BLOCK_LISTS:
             for i, block in enumerate(getattr(transformer, name, [])):
                 _dequantize_gguf_and_restore_linear(block)
+                fuse_block(block)  # one QKV and one gate+up matrix, quantised as such
                 n_fp8 += fp8.quantize_fp8(block, prefix=f"{name}.{i}.")
     _dequantize_gguf_and_restore_linear(transformer)  # the rest (embedders, final layer) -> bf16
     # what diffusers' ModelMixin.dequantize() does after dequantising: the model is plain again

@@ -1,0 +1,102 @@
+"""The DiT block rewritten for the compiler: real-valued RoPE, one QKV GEMM, one gate+up GEMM.
+
+diffusers' Z-Image attention applies RoPE by multiplying complex64 tensors. Inductor cannot generate
+code for complex numbers, so inside every compiled block RoPE runs as separate eager kernels between
+fused regions (float32 copies of q and k out and back). Here the RoPE tables are kept as interleaved
+(cos, sin) float pairs and the rotation is plain arithmetic that fuses with the QK-norm; the same
+float32 formula as torch's complex multiply, so the result equals diffusers' to float rounding.
+
+Fusing q/k/v (diffusers' own `Attention.fuse_projections`) and w1/w3 into one matrix each makes fewer,
+larger GEMMs; with FP8 row-wise scales the fused product is the same arithmetic as the separate ones.
+"""
+
+from __future__ import annotations
+
+import types
+
+import torch
+import torch.nn.functional as F
+
+from .fp8 import BLOCK_LISTS
+
+
+def _rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """x (B, S, H, D) rotated by freqs (B, S, D) = interleaved (cos, sin) per pair of x's channels."""
+    f = freqs.unflatten(-1, (-1, 2)).unsqueeze(2)
+    cos, sin = f[..., 0], f[..., 1]
+    xf = x.float().unflatten(-1, (-1, 2))
+    x0, x1 = xf[..., 0], xf[..., 1]
+    return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(3).type_as(x)
+
+
+class FastZImageAttnProcessor:
+    """diffusers' ZSingleStreamAttnProcessor with real-valued RoPE and the fused QKV when present."""
+
+    _attention_backend = None
+    _parallel_config = None
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, freqs_cis=None):
+        from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+        if hasattr(attn, "to_qkv"):
+            query, key, value = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+        else:
+            query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+        query, key, value = (t.unflatten(-1, (attn.heads, -1)) for t in (query, key, value))
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        if freqs_cis is not None:
+            if freqs_cis.is_complex():  # a caller that bypassed real_rope_tables()
+                freqs_cis = torch.view_as_real(freqs_cis).flatten(-2)
+            query, key = _rope(query, freqs_cis), _rope(key, freqs_cis)
+        if attention_mask is not None and attention_mask.ndim == 2:
+            attention_mask = attention_mask[:, None, None, :]
+        out = dispatch_attention_fn(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+                                    backend=self._attention_backend, parallel_config=self._parallel_config)
+        out = attn.to_out[0](out.flatten(2, 3).to(query.dtype))
+        return attn.to_out[1](out) if len(attn.to_out) > 1 else out
+
+
+def _fused_ffn_forward(self, x: torch.Tensor) -> torch.Tensor:
+    gate, up = self.w13(x).chunk(2, dim=-1)
+    return self.w2(F.silu(gate) * up)
+
+
+@torch.no_grad()
+def fuse_block(block: torch.nn.Module) -> bool:
+    """Fuse one block's q/k/v and w1/w3 in place (bf16 weights only); False if already fused or not plain."""
+    attn, ff = block.attention, block.feed_forward
+    if hasattr(attn, "to_qkv") or type(attn.to_q.weight) is not torch.nn.Parameter:
+        return False
+    attn.fuse_projections()
+    attn.set_processor(FastZImageAttnProcessor())  # the stock processor reads to_q/to_k/to_v
+    del attn.to_q, attn.to_k, attn.to_v  # the fused copy replaces them: no second 3 GB of weights
+    w = torch.cat([ff.w1.weight, ff.w3.weight])
+    ff.w13 = torch.nn.Linear(w.shape[1], w.shape[0], bias=False, device=w.device, dtype=w.dtype)
+    ff.w13.weight.copy_(w)
+    del ff.w1, ff.w3
+    ff.forward = types.MethodType(_fused_ffn_forward, ff)
+    return True
+
+
+def real_rope_tables(transformer: torch.nn.Module) -> None:
+    """Give the transformer's RoPE embedder real (cos, sin) tables; the model's own code pads and concatenates
+    them exactly as it did the complex ones (every op there is on the sequence dimensions)."""
+    emb = transformer.rope_embedder
+    tables = emb.precompute_freqs_cis(emb.axes_dims, emb.axes_lens, theta=emb.theta)
+    device = next(transformer.parameters()).device
+    emb.freqs_cis = [torch.view_as_real(t).flatten(-2).to(device) for t in tables]
+
+
+def rewrite_blocks(transformer: torch.nn.Module, fuse: bool = True) -> int:
+    """Real RoPE in every block (+ fused projections when `fuse`); returns how many blocks are fused."""
+    real_rope_tables(transformer)
+    n = 0
+    for name in BLOCK_LISTS:
+        for block in getattr(transformer, name, []):
+            if not (fuse and fuse_block(block)):
+                block.attention.set_processor(FastZImageAttnProcessor())
+            n += hasattr(block.attention, "to_qkv")
+    return n
