@@ -32,7 +32,8 @@ examples:
   zturbo sweep --merge sweeps/article                      # consolidate the manifest shards by hand
 
 Re-running the same command resumes: images already on disk with their recorded hash are skipped.
-The exit code is 1 when any image failed (the summary lists them)."""
+The exit code is 1 when any image failed (the summary lists them). Ctrl-C stops after writing the image
+in hand, prints the summary of what was done and exits with 130: run the same command to resume."""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -167,6 +168,20 @@ def _merge(folder: str, quiet: bool) -> int:
     return 1 if any((sweep.records.get(i) or {}).get("status") != "ok" for i in sweep.items) else 0
 
 
+def _interrupted(out: Path, items: list) -> int:
+    """Ctrl-C: the images made so far are on disk and in the manifest; say what was done and how to go on."""
+    from ..sweep import manifest as mf
+    from ..sweep.runner import summary_table
+
+    records = mf.merged_records(out)
+    print(summary_table([(i.id, i.experiment) for i in items], records))
+    done = sum(1 for i in items if (records.get(i.id) or {}).get("status") == "ok")
+    print(f"interrupted: {done} of {len(items)} images done and kept in {out} (the manifest is whole); "
+          "run the same command again to resume", file=sys.stderr)
+    sys.stdout.flush()
+    return 130
+
+
 def run(args) -> int:
     if args.merge:
         if args.experiments or args.vary or args.file:
@@ -205,8 +220,11 @@ def run(args) -> int:
             return load_engine(args.model, None, args.gguf, device, args.quiet, **extra)
         return load_engine(args.model, quant, None, device, args.quiet, **extra)
 
-    outcome = run_sweep(plan, out, loader=loader, model=args.model or defaults.MODEL_ID, launch=launch,
-                        quiet=args.quiet, merge=not args.no_merge)
+    try:
+        outcome = run_sweep(plan, out, loader=loader, model=args.model or defaults.MODEL_ID, launch=launch,
+                            quiet=args.quiet, merge=not args.no_merge)
+    except KeyboardInterrupt:
+        return _interrupted(out, shard(plan.items, launch.rank, launch.world_size))
     print(summary_table([(i.id, i.experiment) for i in outcome.items], outcome.records))
     print(f"sweep folder: {out}")
     sys.stdout.flush()
