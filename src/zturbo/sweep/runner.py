@@ -214,16 +214,23 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
     return outcome
 
 
+def _units(item: Item) -> int:
+    """An item's share of the progress bar, in whole units: sums of floats depend on their order, and a
+    total exceeded by a rounding error made tqdm show a negative ETA ("-00:00")."""
+    return max(1, round(item.cost * 1000))
+
+
 class _Progress:
     """The sweep's progress bar: it advances by each image's estimated cost (passes x megapixels), so the
-    ETA holds when step counts and sizes differ, as across the article's sweeps; it shows images done."""
+    ETA holds when step counts and sizes differ, as across the article's sweeps; it shows images done.
+    It never passes its total, so the ETA is never negative."""
 
     def __init__(self, items: list[Item], desc: str, disable: bool):
         from tqdm import tqdm
 
         self.name, self.images, self.done, self.now = desc, len(items), 0, ""
         self._lock = threading.Lock()
-        self.bar = tqdm(total=sum(i.cost for i in items) or 1.0, disable=disable, file=sys.stderr, dynamic_ncols=True,
+        self.bar = tqdm(total=sum(_units(i) for i in items) or 1, disable=disable, file=sys.stderr, dynamic_ncols=True,
                         bar_format="{desc} images {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
         self._show()
 
@@ -246,8 +253,8 @@ class _Progress:
     def finished(self, item: Item) -> None:
         with self._lock:
             self.done += 1
-            self.bar.update(item.cost)
             self._show()
+            self.bar.update(max(0, min(_units(item), self.bar.total - self.bar.n)))
 
     def write(self, message: str) -> None:
         self.bar.write(message, file=sys.stderr)
