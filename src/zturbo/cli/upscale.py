@@ -55,9 +55,29 @@ def output_paths(out: str | None, images: list[str], scale_label: str) -> list[P
     return unique_paths(folder, [f"{Path(image).stem}_x{scale_label}" for image in images])
 
 
-def run(args) -> int:
-    from tqdm import tqdm
+class _TileBar:
+    """One image's progress: drawn once the tile count is known ("0/9 tiles", or "0/1 piece" untiled, never
+    "0/1" while 9 are coming), redrawn after every tile, the last one too, so that it ends at n/n."""
 
+    def __init__(self, name: str, quiet: bool):
+        self.name, self.quiet, self.bar = name, quiet, None
+
+    def update(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        unit = "tiles" if total > 1 else "piece"
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit=unit, desc=self.name, disable=self.quiet, file=sys.stderr,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} {unit} [{elapsed}<{remaining}]")
+        self.bar.total, self.bar.n, self.bar.unit = total, done, unit  # from 0 again after an out-of-memory retry
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(args) -> int:
     from ..upscale import Upscaler, check_file, upscale_file
 
     missing = [i for i in args.images if not Path(i).is_file()]
@@ -74,19 +94,14 @@ def run(args) -> int:
     label = f"{args.scale if args.scale is not None else up.scale:g}"
     targets = output_paths(args.out, args.images, label)
     for source, target in zip(args.images, targets):
-        bar = tqdm(total=1, unit="tile", desc=Path(source).name, disable=args.quiet, file=sys.stderr, leave=False)
-
-        def on_tile(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+        bar = _TileBar(Path(source).name, args.quiet)
         try:
             path, rec = upscale_file(up, source, target, scale=args.scale, tile=args.tile,
-                                     overlap=args.overlap, on_tile=on_tile)
+                                     overlap=args.overlap, on_tile=bar.update)
         finally:
             bar.close()
         w, h = rec["output_size"]
-        tiles = f"{rec['tiles']} tiles of {rec['tile']}" if rec["tile"] else "1 piece"
+        tiles = f"{rec['tiles']} tiles of {rec['tile']}" if rec["tiles"] > 1 else "1 piece"
         print(f"wrote {path}  {w}x{h}  ({tiles}, {rec['seconds']:.2f} s)")
     return 0
 

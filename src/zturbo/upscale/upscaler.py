@@ -92,7 +92,8 @@ class Upscaler:
                 on_tile: Callable[[int, int], None] | None = None) -> Upscaled:
         """The image upscaled by the model, then resized (Lanczos) to `scale` or `size` when they differ from
         the model's own factor. tile: a side in input pixels, 0 for one piece, None to size it by free memory.
-        on_tile(done, total) is called after each tile."""
+        on_tile(done, total) is called before the first tile (done 0) and after each tile; again from 0 when
+        an out-of-memory error makes the tiles smaller."""
         w, h = image.size
         target = self._target(w, h, scale, size)
         channels = self.descriptor.input_channels
@@ -112,6 +113,8 @@ class Upscaler:
         x = _to_tensor(rgb)
         while True:
             total, done = count_tiles(h, w, tile, overlap), 0
+            if on_tile:
+                on_tile(0, total)
 
             def tick():
                 nonlocal done
