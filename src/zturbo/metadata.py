@@ -23,24 +23,37 @@ A1111_KEY = "parameters"
 
 
 def a1111_line(recipe: dict[str, Any]) -> str:
-    p = recipe["params"]
+    """The A1111 `parameters` text. An upscaled image (the recipe's `upscale` list) gets A1111's own
+    postprocessing fields: the upscaler file, the total factor and the file's hash (not "Hires" fields:
+    nothing is denoised again). A recipe with only an `upscale` list gives just those fields."""
+    p = recipe.get("params")
     model = recipe.get("model", {})
-    lines = [p["prompt"]]
-    if p.get("negative_prompt"):
-        lines.append(f"Negative prompt: {p['negative_prompt']}")
-    fields = {
-        "Steps": p["steps"],
-        "Sampler": "Euler (flow matching)",
-        "CFG scale": f"{p['guidance']:g}",
-        "Seed": p["seed"],
-        "Size": f"{p['width']}x{p['height']}",
-        "Model": model.get("label") or model.get("model"),
-        "Model hash": (model.get("weights_sha256") or model.get("revision") or "")[:10] or None,
-        "Quant": model.get("quant"),
-        "Passes": recipe.get("passes"),
-        "RNG": p.get("rng"),
-        "Version": f"zturbo {recipe.get('versions', {}).get('zturbo', '')}".strip(),
-    }
+    lines, fields = [], {}
+    if p:
+        lines.append(p["prompt"])
+        if p.get("negative_prompt"):
+            lines.append(f"Negative prompt: {p['negative_prompt']}")
+        fields = {
+            "Steps": p["steps"],
+            "Sampler": "Euler (flow matching)",
+            "CFG scale": f"{p['guidance']:g}",
+            "Seed": p["seed"],
+            "Size": f"{p['width']}x{p['height']}",
+            "Model": model.get("label") or model.get("model"),
+            "Model hash": (model.get("weights_sha256") or model.get("revision") or "")[:10] or None,
+            "Quant": model.get("quant"),
+            "Passes": recipe.get("passes"),
+            "RNG": p.get("rng"),
+            "Version": f"zturbo {recipe.get('versions', {}).get('zturbo', '')}".strip(),
+        }
+    steps = recipe.get("upscale") or []
+    if steps:
+        last, by = steps[-1], 1.0
+        for step in steps:
+            by *= float(step.get("scale") or 1)
+        fields["Postprocess upscaler"] = f"{last.get('model')} ({last.get('architecture')} {last.get('model_scale')}x)"
+        fields["Postprocess upscale by"] = f"{by:g}"
+        fields["Upscaler hash"] = (last.get("weights_sha256") or "")[:10] or None
     lines.append(", ".join(f"{k}: {v}" for k, v in fields.items() if v is not None and v != ""))
     return "\n".join(lines)
 

@@ -44,15 +44,6 @@ def upscaled_recipe(text: dict[str, str], record: dict[str, Any]) -> tuple[str, 
     return key, recipe
 
 
-def _postprocess_fields(steps: list[dict[str, Any]]) -> str:
-    last = steps[-1]
-    by = 1.0
-    for s in steps:
-        by *= s["scale"]
-    return (f"Postprocess upscaler: {last['model']} ({last['architecture']} {last['model_scale']}x), "
-            f"Postprocess upscale by: {by:g}, Upscaler hash: {last['weights_sha256'][:10]}")
-
-
 def save_upscaled(image: Image.Image, target: str | os.PathLike, text: dict[str, str],
                   record: dict[str, Any]) -> Path:
     """Write the upscaled PNG atomically with the recipe (the source's plus this step)."""
@@ -62,12 +53,10 @@ def save_upscaled(image: Image.Image, target: str | os.PathLike, text: dict[str,
         if k not in (RECIPE_KEY, UPSCALE_KEY, A1111_KEY) and isinstance(v, str):
             info.add_itxt(k, v)
     info.add_itxt(key, json.dumps(recipe, sort_keys=True))
-    if key == RECIPE_KEY:
-        line = a1111_line(recipe)
-    else:
-        line = text.get(A1111_KEY, "")
-    extra = _postprocess_fields(recipe["upscale"])
-    info.add_itxt(A1111_KEY, f"{line}, {extra}" if line else extra)
+    line = a1111_line(recipe)  # a zturbo recipe's whole line, upscaler fields included; else those fields alone
+    if key != RECIPE_KEY and text.get(A1111_KEY):
+        line = f"{text[A1111_KEY]}, {line}"  # another tool's line keeps its own fields
+    info.add_itxt(A1111_KEY, line)
     with atomic_path(target) as tmp:
         image.save(tmp, format="PNG", pnginfo=info)
     return Path(target)
