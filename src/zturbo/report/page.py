@@ -18,7 +18,7 @@ from .sweepdir import Experiment, Item, Sweep
 
 # CSS pixel sizes of the frames, per layout (presentation only)
 ROW_H = 180  # steps, guidance: a row of equal-height frames
-SEED_H = 150
+SEED_BOX = 270  # seeds: each frame's long side; report.css sets four to a row (the article: two rows of four)
 QUANT_H = 260
 GRID_H = 130
 ASPECT_AREA = 175 * 175  # aspect: every frame drawn with this area, at its true proportions
@@ -34,7 +34,9 @@ def _display_size(layout: str, w: int, h: int, res_scale: float) -> tuple[float,
         return math.sqrt(ASPECT_AREA * r), math.sqrt(ASPECT_AREA / r)
     if layout == "resolution":
         return w * res_scale, h * res_scale
-    height = {"seeds": SEED_H, "quant": QUANT_H, "grid": GRID_H}.get(layout, ROW_H)
+    if layout == "seeds":
+        return SEED_BOX * w / max(w, h), SEED_BOX * h / max(w, h)
+    height = {"quant": QUANT_H, "grid": GRID_H}.get(layout, ROW_H)
     return height * w / h, height
 
 
