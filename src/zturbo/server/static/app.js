@@ -88,7 +88,7 @@ function fillDefaults(h) {
     o.textContent = m + " MP";
     mp.append(o);
   }
-  mp.value = state.mp;
+  syncPreset();
   showQueue(h.queue);
 }
 
@@ -96,16 +96,40 @@ function applyPreset() {
   const [w, h] = state.health.presets[state.aspect][state.mp];
   $("width").value = w;
   $("height").value = h;
-  for (const b of $("aspects").children) b.setAttribute("aria-pressed", String(b.dataset.aspect === state.aspect));
+  syncPreset();
 }
 
-$("megapixels").addEventListener("change", (e) => { state.mp = e.target.value; applyPreset(); });
-for (const id of ["width", "height"]) {
-  // a typed size is the user's: no preset is highlighted any more
-  $(id).addEventListener("input", () => {
-    for (const b of $("aspects").children) b.setAttribute("aria-pressed", "false");
-  });
+function syncPreset() {
+  // the aspect chips and the megapixels shown follow the size in the boxes: a preset's size lights up its
+  // aspect and MP; any other typed size shows its own MP ("custom") and no aspect (1 MP = 1024x1024)
+  const w = Number($("width").value), h = Number($("height").value);
+  let match = null;
+  for (const [a, sizes] of Object.entries(state.health.presets)) {
+    for (const [m, [pw, ph]] of Object.entries(sizes)) if (!match && pw === w && ph === h) match = [a, m];
+  }
+  const mp = $("megapixels");
+  mp.querySelector('option[value="custom"]')?.remove();
+  if (match) {
+    [state.aspect, state.mp] = match;
+    mp.value = state.mp;
+  } else {
+    const o = document.createElement("option");
+    o.value = "custom";
+    o.textContent = w > 0 && h > 0 ? `${+(w * h / 1048576).toFixed(2)} MP (custom)` : "custom";
+    mp.append(o);
+    mp.value = "custom";
+  }
+  for (const b of $("aspects").children) {
+    b.setAttribute("aria-pressed", String(match !== null && b.dataset.aspect === state.aspect));
+  }
 }
+
+$("megapixels").addEventListener("change", (e) => {
+  if (e.target.value === "custom") return; // the typed size's own entry: nothing to apply
+  state.mp = e.target.value;
+  applyPreset();
+});
+for (const id of ["width", "height"]) $(id).addEventListener("input", syncPreset);
 
 function seedLocked() { return $("seed-lock").getAttribute("aria-pressed") === "true"; }
 function setSeedLock(on) {
@@ -389,6 +413,7 @@ $("reuse").addEventListener("click", () => {
   $("guidance").value = p.guidance;
   $("width").value = p.width;
   $("height").value = p.height;
+  syncPreset();
   $("seed").value = viewing.seed;
   setSeedLock(true);
   $("viewer").close();
