@@ -76,6 +76,7 @@ ATTENTION_BACKENDS = ("_flash_3", "native")
 FP8_ACTIVATION_AMAX_FLOOR = 1e-12  # torchao activation_value_lb: no 0/0 scale on an all-zero row
 # torch's default (8) is exceeded by a sweep: one graph per block kind x size x batch (CFG doubles it)
 COMPILE_RECOMPILE_LIMIT = 64
+CUDA_GRAPH_SHAPES = 4  # --fast keeps the CUDA graphs of this many recent shapes (one memory pool for all)
 COMPILE_CACHE_DIR = "torch-compile"  # TORCHINDUCTOR_CACHE_DIR under zturbo's cache: compiled once per machine
 GGUF_BF16_HEADROOM_GB = 4.0  # auto picks bf16 only if the dequantised weights leave this much free
 BENCH_VARIANTS = ("stock", "stock-q8", "compile", "fast", "q8-fp8")  # zturbo bench runs them in this order

@@ -79,3 +79,36 @@ def test_gguf_mode_fp8_loads_and_runs():
     assert not any(hasattr(p, "quant_type") for p in engine.pipe.transformer.parameters())
     ref = _latents(_engine(quant="q8"))
     assert _rel(_latents(engine), ref) < 0.1
+
+
+def test_cuda_graph_replay_equals_the_plain_forward(fast_engine):
+    from zturbo.speed.graphs import GraphedForward
+
+    graphed = fast_engine.pipe.transformer.forward
+    assert isinstance(graphed, GraphedForward)
+    replayed = _latents(fast_engine, seed=5)
+    assert graphed.graphs and not graphed.failed, graphed.failed
+    graphed.failed = "off for this test"  # the plain forward
+    try:
+        plain = _latents(fast_engine, seed=5)
+    finally:
+        graphed.failed = None
+    assert _rel(replayed, plain) < 1e-3  # the same kernels on the same inputs
+
+
+def test_cuda_graphs_step_aside_when_the_weights_move():
+    engine = _engine(fast=True)
+    tr = engine.pipe.transformer
+    _latents(engine)
+    assert tr.forward.graphs
+    tr.to("cpu")
+    tr.to("cuda")  # new storage: a replay would read freed memory
+    after = _latents(engine)
+    assert torch.isfinite(after).all()
+    assert "moved" in tr.forward.failed and not tr.forward.graphs
+
+
+def test_fast_under_offload_says_why_it_is_off():
+    engine = _engine(fast=True, memory="group-offload")
+    on = {f.name: f for f in engine.speed}
+    assert not on["compile"].on and "offloaded" in on["compile"].detail

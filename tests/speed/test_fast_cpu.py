@@ -21,7 +21,7 @@ def test_fast_on_cpu_degrades_and_says_why(small_params):
     engine = Engine.load(fast=True, **TINY_CPU)
     by_name = {f.name: f for f in engine.speed}
     assert by_name["prompt_cache"].on
-    for name in ("blocks", "attention", "fp8", "compile", "compile_vae"):
+    for name in ("blocks", "attention", "fp8", "compile", "compile_vae", "cuda_graphs"):
         assert not by_name[name].on and "no CUDA GPU" in by_name[name].detail
     result = engine.generate(small_params)
     assert result.passes == small_params.steps

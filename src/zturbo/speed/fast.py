@@ -15,6 +15,7 @@ from .. import defaults
 from ..paths import cache_dir
 from . import fp8 as fp8_mod
 from .fused import rewrite_blocks
+from .graphs import install as install_graphs
 from .gguf_mode import _fp8_why_not, convert_gguf, is_gguf, resolve_gguf_mode
 
 
@@ -78,7 +79,7 @@ def _compiled(module: torch.nn.Module) -> bool:
 
 def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, compile: bool = True,
                fp8: bool = True, attention: bool = True, compile_vae: bool = True,
-               rewrite: bool = True) -> list[Feature]:
+               rewrite: bool = True, graphs: bool = True) -> list[Feature]:
     """Make `pipe` (a ZImagePipeline on its device) fast in place; returns what was turned on.
 
     With `enabled=False` only `gguf_mode` acts (a GGUF transformer dequantised once at load).
@@ -95,8 +96,13 @@ def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, comp
         return out
     out.append(Feature("prompt_cache", True, "prompts encoded without the 512-token padding, embeddings cached"))
     if device.type != "cuda":
-        why = f"no CUDA GPU (the model is on {device.type}): torch.compile's GPU kernels and FP8 tensor cores need one"
-        return out + [Feature(n, False, why) for n in ("blocks", "attention", "fp8", "compile", "compile_vae")]
+        if torch.cuda.is_available():
+            why = ("the transformer is offloaded to the CPU between uses (--memory model-offload/group-offload/"
+                   "sequential); --fast needs it resident on the GPU: --memory full, or a smaller --quant")
+        else:
+            why = f"no CUDA GPU (the model is on {device.type}): torch.compile's GPU kernels and FP8 tensor cores need one"
+        names = ("blocks", "attention", "fp8", "compile", "compile_vae", "cuda_graphs")
+        return out + [Feature(n, False, why) for n in names]
 
     if rewrite:
         n = rewrite_blocks(tr)
@@ -132,4 +138,9 @@ def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, comp
             pipe.vae.decoder.compile()
         torch.backends.cudnn.benchmark = True  # the decoder's convs: pick the fastest algorithm once per size
         out.append(Feature("compile_vae", True, "torch.compile of the VAE decoder, cuDNN autotuned convolutions"))
+    if graphs:
+        install_graphs(tr)
+        out.append(Feature("cuda_graphs", True, "the transformer's forward replayed as one CUDA graph per size (the "
+                                                f"{defaults.CUDA_GRAPH_SHAPES} most recent kept); the plain forward if "
+                                                "the weights move or a capture fails"))
     return out

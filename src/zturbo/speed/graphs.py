@@ -1,0 +1,115 @@
+"""The transformer's whole forward replayed as one CUDA graph per input shape.
+
+A --fast pass launches ~660 kernels from Python (diffusers' patchify and padding, 34 compiled blocks,
+torchao's activation quantisation); the profile (bench/profile_fast_H200.json) shows the GPU idle for
+~5 ms of each 70 ms pass while the CPU catches up. Replaying a captured graph launches them all at once.
+torch.compile's own CUDA graphs ("reduce-overhead") would need the whole model in one compiled graph,
+which diffusers' list-of-tensors forward does not give: so the capture is done here, around it.
+
+Safe by construction: only the basic (non-omni) forward without gradients is graphed, the weights must
+stay where they were at capture (checked every call: offloading or an OOM retry that moves them drops
+the graphs), and any failure to capture falls back to the plain forward for good, saying why.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+
+import torch
+
+from .. import defaults
+
+log = logging.getLogger(__name__)
+
+
+class _Graph:
+    def __init__(self, graph, x, t, cap, out):
+        self.graph, self.x, self.t, self.cap, self.out = graph, x, t, cap, out
+
+
+class GraphedForward:
+    """Installed as `transformer.forward`; hooks on the module (zturbo's pass counter) still run each call."""
+
+    def __init__(self, module: torch.nn.Module, max_graphs: int = defaults.CUDA_GRAPH_SHAPES):
+        self.module = module
+        self.plain = module.forward
+        self.max_graphs = max_graphs
+        self.graphs: collections.OrderedDict[tuple, _Graph] = collections.OrderedDict()
+        self.pool = torch.cuda.graph_pool_handle()  # one pool for every shape: they never run at once
+        self.failed: str | None = None
+        # two plain parameters, first and last: moving the model (offload, .to()) swaps their storage
+        params = [p for p in module.parameters() if type(p) is torch.nn.Parameter] or list(module.parameters())
+        self.sentinels = (params[0], params[-1])
+        self.weights = self._weights()
+
+    def _weights(self) -> tuple:
+        return tuple((p.device, p.data_ptr()) for p in self.sentinels)
+
+    def _key(self, x, t, cap) -> tuple | None:
+        if (torch.is_grad_enabled() or not isinstance(x, list) or not x or not isinstance(x[0], torch.Tensor)
+                or not isinstance(cap, list) or not isinstance(t, torch.Tensor) or x[0].device.type != "cuda"):
+            return None
+        return (tuple((v.shape, v.dtype) for v in x), (t.shape, t.dtype), tuple((c.shape, c.dtype) for c in cap))
+
+    def __call__(self, x, t, cap_feats, *args, return_dict: bool = True, **kwargs):
+        # the pipeline passes joint_attention_kwargs=None; anything actually set takes the plain forward
+        extra = args or any(v is not None for v in kwargs.values())
+        key = None if (extra or self.failed) else self._key(x, t, cap_feats)
+        if key is not None and self._weights() != self.weights:
+            self.drop("the transformer's weights moved (offloading or an OOM retry)")
+            key = None
+        if key is None:
+            return self.plain(x, t, cap_feats, *args, return_dict=return_dict, **kwargs)
+        entry = self.graphs.get(key)
+        if entry is None:
+            entry = self._capture(key, x, t, cap_feats)
+            if entry is None:
+                return self.plain(x, t, cap_feats, return_dict=return_dict)
+        self.graphs.move_to_end(key)
+        for dst, src in zip(entry.x + [entry.t] + entry.cap, list(x) + [t] + list(cap_feats)):
+            dst.copy_(src)
+        entry.graph.replay()
+        out = [o.clone() for o in entry.out]  # the next replay writes over the static outputs
+        if return_dict:
+            from diffusers.models.modeling_outputs import Transformer2DModelOutput
+
+            return Transformer2DModelOutput(sample=out)
+        return (out,)
+
+    def _capture(self, key, x, t, cap) -> _Graph | None:
+        sx, st, scap = [v.clone() for v in x], t.clone(), [c.clone() for c in cap]
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm up: compile, pick kernels, settle the allocator
+                for _ in range(2):
+                    self.plain(sx, st, scap, return_dict=False)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
+                out = self.plain(sx, st, scap, return_dict=False)[0]
+        except Exception as exc:  # a kernel that cannot be captured: the plain forward from now on
+            self.drop(f"capture failed ({type(exc).__name__}: {str(exc)[:160]})")
+            return None
+        while len(self.graphs) >= self.max_graphs:
+            self.graphs.popitem(last=False)
+        self.graphs[key] = entry = _Graph(graph, sx, st, scap, list(out))
+        return entry
+
+    def drop(self, why: str) -> None:
+        """Forget every graph and run the plain forward from now on."""
+        if not self.failed:
+            log.warning("CUDA graphs off: %s", why)
+        self.failed = why
+        self.graphs.clear()
+
+
+def install(transformer: torch.nn.Module) -> GraphedForward:
+    """Replay `transformer`'s forward from CUDA graphs (idempotent)."""
+    current = transformer.__dict__.get("forward")
+    if isinstance(current, GraphedForward):
+        return current
+    graphed = GraphedForward(transformer)
+    transformer.forward = graphed
+    return graphed
