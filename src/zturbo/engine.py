@@ -152,7 +152,9 @@ class Engine:
         if fast or gguf_mode:
             from .speed import apply_fast
 
-            engine.speed = apply_fast(engine.pipe, enabled=fast, gguf_mode=gguf_mode)
+            plan = engine.memory.plan if engine.memory is not None and engine.memory.on_gpu else None
+            offload = plan.mode if plan is not None and plan.mode != "full" else None
+            engine.speed = apply_fast(engine.pipe, enabled=fast, gguf_mode=gguf_mode, offload=offload)
         return engine
 
     # -- hooks --------------------------------------------------------------------------------

@@ -79,10 +79,11 @@ def _compiled(module: torch.nn.Module) -> bool:
 
 def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, compile: bool = True,
                fp8: bool = True, attention: bool = True, compile_vae: bool = True,
-               rewrite: bool = True, graphs: bool = True) -> list[Feature]:
+               rewrite: bool = True, graphs: bool = True, offload: str | None = None) -> list[Feature]:
     """Make `pipe` (a ZImagePipeline on its device) fast in place; returns what was turned on.
 
-    With `enabled=False` only `gguf_mode` acts (a GGUF transformer dequantised once at load).
+    With `enabled=False` only `gguf_mode` acts (a GGUF transformer dequantised once at load). `offload`
+    names the memory mode when the transformer is not resident on the GPU: then nothing is compiled.
     On a CPU nothing is compiled or quantised, and the report says why.
     """
     tr = pipe.transformer
@@ -95,10 +96,10 @@ def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, comp
     if not enabled:
         return out
     out.append(Feature("prompt_cache", True, "prompts encoded without the 512-token padding, embeddings cached"))
-    if device.type != "cuda":
-        if torch.cuda.is_available():
-            why = ("the transformer is offloaded to the CPU between uses (--memory model-offload/group-offload/"
-                   "sequential); --fast needs it resident on the GPU: --memory full, or a smaller --quant")
+    if offload or device.type != "cuda":
+        if offload or torch.cuda.is_available():
+            why = (f"the transformer is offloaded to the CPU between uses (--memory {offload or 'offload'}); --fast "
+                   "needs it resident on the GPU: --memory full, or a smaller --quant")
         else:
             why = f"no CUDA GPU (the model is on {device.type}): torch.compile's GPU kernels and FP8 tensor cores need one"
         names = ("blocks", "attention", "fp8", "compile", "compile_vae", "cuda_graphs")
