@@ -157,6 +157,10 @@ class Probe:
         ]
         if hasattr(tr, "_build_unified_sequence"):  # diffusers 0.42's name for the concatenation
             self._undo.append(_wrap(tr, "_build_unified_sequence", after=self._unified))
+        graphed = tr.__dict__.get("forward")
+        if hasattr(graphed, "paused"):  # --fast's CUDA graph replay would skip the hooks inside the DiT
+            graphed.paused = True
+            self._undo.append(lambda: setattr(graphed, "paused", False))
         return self
 
     def __exit__(self, *exc) -> None:

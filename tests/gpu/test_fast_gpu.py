@@ -107,8 +107,3 @@ def test_cuda_graphs_step_aside_when_the_weights_move():
     assert torch.isfinite(after).all()
     assert "moved" in tr.forward.failed and not tr.forward.graphs
 
-
-def test_fast_under_offload_says_why_it_is_off():
-    engine = _engine(fast=True, memory="group-offload")
-    on = {f.name: f for f in engine.speed}
-    assert not on["compile"].on and "offloaded" in on["compile"].detail

@@ -75,3 +75,11 @@ def test_apply_fast_disabled_touches_nothing(tiny_engine):
 def test_gguf_mode_on_a_bf16_model_says_there_is_nothing_to_do():
     engine = Engine.load(gguf_mode="bf16", **TINY_CPU)
     assert str(engine.speed[0]) == "gguf_mode: off (bf16: not a GGUF transformer)"
+
+
+def test_fast_on_an_offloaded_transformer_says_why_it_is_off(tiny_engine):
+    """Engine.load passes the memory mode when the transformer is not resident (group/model offload)."""
+    features = {f.name: f for f in apply_fast(tiny_engine.pipe, offload="group-offload")}
+    for name in ("blocks", "attention", "fp8", "compile", "compile_vae", "cuda_graphs"):
+        assert not features[name].on and "--memory group-offload" in features[name].detail
+    assert "--memory full" in features["compile"].detail

@@ -28,7 +28,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "auto plans within it and torch's allocator is capped to it")
     g.add_argument("--fast", action="store_true",
                    help="turn on what the GPU supports and say what: regional torch.compile (the first image of "
-                        "each size compiles; cached across runs), FP8 GEMMs on sm_89+, the fastest attention backend")
+                        "each size compiles; cached across runs) of blocks with fused QKV / gate+up GEMMs and real "
+                        "RoPE, FP8 GEMMs on sm_89+, the fastest attention backend, one CUDA graph per size; off "
+                        "when --memory offloads the transformer")
     g.add_argument("--gguf-mode", choices=defaults.GGUF_MODES, default=None,
                    help="GGUF transformer: ondemand = dequantise in every forward (stock diffusers), bf16 / fp8 = "
                         "dequantise once at load (fp8: about the file's memory at FP8 speed). Default: auto with "

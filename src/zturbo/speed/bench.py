@@ -3,7 +3,7 @@
 Variants (random weights of the real architecture time like the real checkpoint, DESIGN.md):
   stock       ZImagePipeline bf16, SDPA, prompt string in (diffusers pads it to 512 tokens)
   stock-q8    the same with the Q8_0 GGUF transformer dequantised on the fly (the article's recipe)
-  compile     zturbo Engine, bf16 + regional compile + VAE compile + attention backend (apply_fast, fp8 off)
+  compile     zturbo Engine, bf16: --fast without FP8 (fused blocks, regional + VAE compile, attention, CUDA graphs)
   fast        zturbo Engine, --fast: the above + FP8 GEMMs
   q8-fp8      zturbo Engine, Q8_0 GGUF dequantised once to FP8 (--gguf-mode fp8) + --fast
 For each: prompt -> PNG seconds (median after warm-up), first-call seconds (compile), DiT seconds per

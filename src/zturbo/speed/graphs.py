@@ -38,6 +38,7 @@ class GraphedForward:
         self.graphs: collections.OrderedDict[tuple, _Graph] = collections.OrderedDict()
         self.pool = torch.cuda.graph_pool_handle()  # one pool for every shape: they never run at once
         self.failed: str | None = None
+        self.paused = False  # set while something must see every forward run in Python (zturbo trace's hooks)
         # two plain parameters, first and last: moving the model (offload, .to()) swaps their storage
         params = [p for p in module.parameters() if type(p) is torch.nn.Parameter] or list(module.parameters())
         self.sentinels = (params[0], params[-1])
@@ -55,7 +56,7 @@ class GraphedForward:
     def __call__(self, x, t, cap_feats, *args, return_dict: bool = True, **kwargs):
         # the pipeline passes joint_attention_kwargs=None; anything actually set takes the plain forward
         extra = args or any(v is not None for v in kwargs.values())
-        key = None if (extra or self.failed) else self._key(x, t, cap_feats)
+        key = None if (extra or self.failed or self.paused) else self._key(x, t, cap_feats)
         if key is not None and self._weights() != self.weights:
             self.drop("the transformer's weights moved (offloading or an OOM retry)")
             key = None
