@@ -67,6 +67,8 @@ def test_aspect_preset(tmp_path):
     (["--seed", str(2**64)], "outside 0..2^64-1"),
     (["--size", "64x64", "--width", "64"], "not size and width/height"),
     (["--megapixels", "1"], "--megapixels goes with --aspect"),
+    (["--aspect", "16:9", "--megapixels", "0"], "megapixels must be positive, got 0"),
+    (["-o", "fox.jpg"], "zturbo writes PNG (the recipe lives in its text chunks): use fox.png or a folder"),
     (["--num-images", "0"], "at least 1"),
     (["--device", "nodevice"], "is not a torch device"),
 ])

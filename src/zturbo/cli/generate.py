@@ -79,7 +79,7 @@ def _size(args, base: dict) -> tuple[int, int]:
     if args.size is not None:
         return geometry.parse_size(args.size)
     if args.aspect is not None:
-        return geometry.size_for_aspect(args.aspect, args.megapixels or 1.0)
+        return geometry.size_for_aspect(args.aspect, 1.0 if args.megapixels is None else args.megapixels)
     return (args.width or base.get("width", defaults.WIDTH), args.height or base.get("height", defaults.HEIGHT))
 
 
@@ -121,8 +121,14 @@ def build_params(args) -> tuple[GenerationParams, dict]:
     return GenerationParams(**fields), model_opts
 
 
+_OTHER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif")
+
+
 def output_paths(out: str | None, seeds: list[int]) -> list[Path]:
     """Where each image goes: a .png path (numbered by seed when several), or new names in a folder."""
+    if out and Path(out).suffix.lower() in _OTHER_IMAGE_SUFFIXES:
+        raise InvalidParams(f"-o {out}: zturbo writes PNG (the recipe lives in its text chunks): "
+                            f"use {Path(out).with_suffix('.png')} or a folder")
     if out and out.lower().endswith(".png"):
         target = Path(out)
         if len(seeds) == 1:
@@ -144,10 +150,10 @@ def run(args) -> int:
                             f"{defaults.MAX_SEED - args.num_images + 1} or lower")
     for note in params.notes():
         say(f"note: {note}", args.quiet)
+    targets = output_paths(args.out, [params.seed + i for i in range(args.num_images)])  # a bad -o fails fast
     upscaler = load_upscaler(args)  # before the pipeline: a bad upscaler file fails fast
     engine = load_engine(model_opts["model"], model_opts["quant"], model_opts["gguf"], args.device, args.quiet,
                          fast=args.fast, gguf_mode=args.gguf_mode, memory=args.memory, vram_budget=args.vram_budget)
-    targets = output_paths(args.out, [params.seed + i for i in range(args.num_images)])
 
     from tqdm import tqdm
 
