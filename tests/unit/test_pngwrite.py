@@ -53,3 +53,16 @@ def test_size_is_close_to_pillows_on_a_smooth_image():
 def test_rejects_non_8_bit_pixels():
     with pytest.raises(ValueError, match="uint8"):
         encode_png(np.zeros((4, 4, 3), np.float32))
+
+
+def test_a_forked_child_can_still_write():
+    import os
+
+    pixels = np.arange(64 * 64 * 3, dtype=np.uint32).astype(np.uint8).reshape(64, 64, 3)
+    encode_png(pixels)  # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:  # child: the pool's threads did not survive the fork
+        ok = np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(pixels)))), pixels)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
