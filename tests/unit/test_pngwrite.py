@@ -62,6 +62,9 @@ def test_a_forked_child_can_still_write():
     encode_png(pixels)  # the parent's pool exists now
     pid = os.fork()
     if pid == 0:  # child: the pool's threads did not survive the fork
+        import signal
+
+        signal.alarm(30)  # a child stuck on a dead pool is killed, so the test fails instead of hanging
         ok = np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(pixels)))), pixels)
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
