@@ -85,6 +85,32 @@ def test_hub_weights_missing_offline_says_what_to_do():
         Engine.load(model="Tongyi-MAI/Z-Image-Turbo", quant="q8", device="cpu")
 
 
+def test_gguf_missing_without_network_fails_at_once_and_names_the_one_file(tmp_path, monkeypatch):
+    """Not cached and the hub unreachable: one quick request, not hf_hub_download's ~25 s of retries."""
+    import huggingface_hub
+
+    from zturbo.models.loader import _hub_file
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    calls = []
+
+    def download(repo, filename, local_files_only=False, **kw):
+        calls.append(local_files_only)
+        raise huggingface_hub.errors.LocalEntryNotFoundError("not cached") if local_files_only else AssertionError
+
+    def unreachable(self, repo, **kw):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
+    with pytest.raises(WeightsNotFound) as err:
+        _hub_file("unsloth/Z-Image-Turbo-GGUF", "z-image-turbo-Q8_0.gguf")
+    assert calls == [True]
+    msg = str(err.value)
+    assert "the hub could not be reached" in msg
+    assert "`hf download unsloth/Z-Image-Turbo-GGUF z-image-turbo-Q8_0.gguf`" in msg
+
+
 def test_local_folder_loads_and_matches_tiny(tmp_path, tiny_engine):
     folder = _save_tiny_folder(tmp_path / "zimage")
     engine = Engine.load(model=str(folder), device="cpu", dtype=torch.float32)

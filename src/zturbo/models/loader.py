@@ -56,11 +56,12 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _missing_weights_message(what: str, repo: str, files: str) -> str:
+def _missing_weights_message(what: str, repo: str, files: str, filename: str = "") -> str:
     how = "HF_HUB_OFFLINE is set" if _offline() else "the hub could not be reached"
     return (
         f"{what} not found on this machine and {how}. Needed: {files} from the Hugging Face repo "
-        f"{repo}. On a machine with network run `hf download {repo}` (it fills the cache at "
+        f"{repo}. On a machine with network run `hf download {repo}{' ' + filename if filename else ''}` "
+        "(it fills the cache at "
         f"{os.environ.get('HF_HOME', '~/.cache/huggingface')}/hub, which zturbo reads offline), or "
         "download a diffusers folder and pass --model PATH; for a GGUF file pass --gguf PATH. "
         "To try zturbo without weights, use --model tiny."
@@ -102,14 +103,22 @@ def _snapshot(repo: str) -> Path | None:
 
 
 def _hub_file(repo: str, filename: str) -> Path:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import HfApi, hf_hub_download
 
+    missing = WeightsNotFound(_missing_weights_message(f"GGUF file {filename}", repo, filename, filename))
     try:
-        return Path(hf_hub_download(repo, filename, local_files_only=_offline()))
+        return Path(hf_hub_download(repo, filename, local_files_only=True))
+    except Exception:
+        if _offline():
+            raise missing from None
+    try:
+        # one plain request first: without network hf_hub_download retries for ~25 s, printing each retry
+        HfApi().model_info(repo)
+        return Path(hf_hub_download(repo, filename))
     except Exception as exc:
         if isinstance(exc, (KeyboardInterrupt, MemoryError)):
             raise
-        raise WeightsNotFound(_missing_weights_message(f"GGUF file {filename}", repo, filename)) from None
+        raise missing from None
 
 
 def _tiny_gguf(quant: str) -> Path:
