@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from zturbo.cli import main
 from zturbo.speed.bench import summary, table
 
@@ -31,3 +33,24 @@ def test_quality_on_tiny_cpu_writes_json(tmp_path):
     res = json.loads(out.read_text())
     assert res["images"][0]["psnr_db"] == 99.0 and res["images"][0]["ssim"] == 1.0  # on a CPU --fast changes nothing
     assert any(s.startswith("compile: off") for s in res["candidate"]["speed"])
+
+
+def test_bench_without_a_gpu_says_so_instead_of_loading_the_full_model(capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["bench"]) == 2
+    err = capsys.readouterr().err
+    assert "on a CUDA GPU, and there is none here (device cpu)" in err and "zturbo bench --tiny --device cpu" in err
+    assert main(["bench", "--device", "cuda"]) == 2
+    assert "(device cuda)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--sizes", "64"], "argument --sizes: size '64' is not WIDTHxHEIGHT"),
+    (["--variants", "stock,turbo"], "argument --variants: unknown variant turbo: choose from stock,"),
+])
+def test_bench_bad_sizes_and_variants_are_named(capsys, args, msg):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--tiny", *args])
+    assert exit_.value.code == 2 and msg in capsys.readouterr().err

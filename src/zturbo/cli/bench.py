@@ -23,21 +23,33 @@ examples:
   zturbo bench --quality --quant q8 --gguf-mode fp8             # the Q8 file via FP8 vs bf16"""
 
 
-from .. import defaults
+from .. import defaults, geometry
 from ..defaults import BENCH_VARIANTS as VARIANTS
+from ..errors import InvalidParams
 
 
-def _size(text: str) -> tuple[int, int]:
-    w, h = text.lower().split("x")
-    return int(w), int(h)
+def _sizes(text: str) -> list[tuple[int, int]]:
+    try:
+        return [geometry.parse_size(x) for x in text.split(",")]
+    except InvalidParams as exc:  # argparse would hide a ValueError's message behind "invalid value"
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _variants(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in names if x not in VARIANTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown variant {', '.join(unknown) or repr(text)}: "
+                                         f"choose from {','.join(VARIANTS)}")
+    return names
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: the GPU if there is one)")
-    p.add_argument("--sizes", type=lambda s: [_size(x) for x in s.split(",")], default=[(1024, 1024), (720, 1280)],
+    p.add_argument("--sizes", type=_sizes, default=[(1024, 1024), (720, 1280)],
                    help="WxH[,WxH...] (default 1024x1024,720x1280): the first size gets every variant, the "
                         "others stock, stock-q8 and fast")
-    p.add_argument("--variants", type=lambda s: s.split(","), default=list(VARIANTS),
+    p.add_argument("--variants", type=_variants, default=list(VARIANTS),
                    help=f"comma-separated subset of {','.join(VARIANTS)}")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement after a warm-up (median reported)")
     p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")] if s else [], default=[1, 2, 4],
@@ -66,6 +78,16 @@ def run(args) -> int:
 
         run_quality(args)
         return 0
+    if not args.tiny and not args.probe:
+        import torch
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if not (device.startswith("cuda") and torch.cuda.is_available()):
+            # the full-size model on a CPU runs out of memory or for hours: say so instead
+            raise InvalidParams(
+                f"zturbo bench times the full-size model on a CUDA GPU, and there is none here (device {device}); "
+                "for a smoke run of the harness on a CPU: zturbo bench --tiny --device cpu --sizes 64x64 --repeats 1"
+            )
     from ..speed.bench import run as run_bench
 
     run_bench(args)
