@@ -113,6 +113,16 @@ def test_cli_report_and_its_errors(tiny_sweep, tmp_path, capsys):
     assert "plan.json" in capsys.readouterr().err
 
 
+def test_open_without_a_browser_says_where_the_page_is(tiny_sweep, tmp_path, capsys, monkeypatch):
+    import webbrowser
+
+    monkeypatch.setattr(webbrowser, "open", lambda uri: False)
+    out = tmp_path / "opened"
+    assert main(["report", str(tiny_sweep), "--out", str(out), "-q", "--open"]) == 0
+    err = capsys.readouterr().err
+    assert f"no browser found to open it here: open {(out / 'index.html').resolve().as_uri()}" in err
+
+
 def test_item_not_yet_made_is_shown_as_pending(tiny_sweep, tmp_path):
     import shutil
 

@@ -20,7 +20,8 @@ detail and duplication vs resolution, drift vs bf16, seconds and memory vs pixel
 The page works from disk with no network; thumbnails are {defaults.REPORT_THUMB_PX}px WebP.
 
 examples:
-  zturbo sweep all --model tiny --out runs/robot && zturbo report runs/robot
+  zturbo sweep all --out runs/robot && zturbo report runs/robot
+  zturbo sweep all --model tiny --size 32x64 --megapixels 0.01 --ladder-base 32x16 --out runs/robot  # offline, small
   zturbo report runs/robot --open      # and open it in the browser"""
 
 
@@ -37,5 +38,7 @@ def run(args: argparse.Namespace) -> int:
     index = build_report(args.dir, out=args.out, progress=lambda m: say(m, args.quiet))
     print(index)
     if args.open:
-        webbrowser.open(Path(index).resolve().as_uri())
+        uri = Path(index).resolve().as_uri()
+        if not webbrowser.open(uri):
+            say(f"no browser found to open it here: open {uri} on a machine with one")
     return 0
