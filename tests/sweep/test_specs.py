@@ -84,3 +84,4 @@ def test_dry_run_text_counts_images_shapes_time_and_disk():
     text = describe(Plan(exps, specs.ROBOT_PROMPT, specs.step_mapping()))
     assert "200 images" in text and "23 distinct shapes" in text
     assert "estimated time" in text and "estimated disk" in text and "passes" in text
+    assert "30 s a model load" in text  # the time counts each load: a tiny grid is not "30 s of images"

@@ -193,8 +193,8 @@ def describe(plan: Plan, pending: list[Item] | None = None) -> str:
         f"{est['items']} images, {len(est['shapes'])} distinct shapes ({shapes}), {est['prompts']} prompt(s), "
         f"precision(s): {', '.join(est['quants'])} (one model load each)",
         f"estimated time: {format_seconds(est['seconds'])} on an H200-class GPU at bf16 "
-        f"({defaults.SWEEP_EST_PASS_S_PER_MP} s a pass and {defaults.SWEEP_EST_DECODE_S_PER_MP} s a decode per MP; "
-        "GGUF quants ~1.25x slower, a CPU far slower)",
+        f"({defaults.SWEEP_EST_PASS_S_PER_MP} s a pass and {defaults.SWEEP_EST_DECODE_S_PER_MP} s a decode per MP, "
+        f"{defaults.SWEEP_EST_LOAD_S:g} s a model load; GGUF quants ~1.25x slower, a CPU far slower)",
         f"estimated disk: {format_bytes(est['bytes'])} at most",
         plan.step_mapping,
     ]
