@@ -121,6 +121,7 @@ def test_malformed_requests_say_what_is_wrong(client, body, words):
 def test_not_json_is_refused(client):
     r = client.post("/api/jobs", content=b"prompt=x", headers={"content-type": "application/json"})
     assert r.status_code == 422
+    assert r.json()["detail"] == "the body is not valid JSON (Expecting value at character 0)"
 
 
 def test_cancel_a_running_job_discards_its_output(client, engine):

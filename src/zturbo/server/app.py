@@ -141,6 +141,10 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     async def _schema(_, exc):
         parts = []
         for e in exc.errors():
+            if e.get("type") == "json_invalid":  # its loc is a character offset: say what it means
+                parts.append(f"the body is not valid JSON ({e.get('ctx', {}).get('error', 'decode error')} "
+                             f"at character {e.get('loc', ('', '?'))[-1]})")
+                continue
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
             parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
         return error(422, "; ".join(parts) or "invalid request", "invalid_request_error")
