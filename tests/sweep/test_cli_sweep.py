@@ -116,6 +116,16 @@ def test_bad_input_is_one_line_and_exit_2(capsys):
     assert "nothing to sweep" in capsys.readouterr().err
 
 
+def test_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    target = tmp_path / "fox.png"
+    target.write_bytes(b"not a folder")
+    assert main(["sweep", "--prompt", "x", "--vary", "seed=1", "--size", "32x32", "--steps", "1", "--model", "tiny",
+                 "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: cannot use {target} as the sweep folder: it is a file, not a folder" in err
+    assert target.read_bytes() == b"not a folder"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["steps", "--guidance", "0.5"], "--guidance sets a grid's guidance"),
     (["steps", "--ladder-base", "32x16"], "add `resolution`"),

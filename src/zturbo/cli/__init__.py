@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
+from pathlib import Path
 
 from ..errors import ZTurboError
 
@@ -68,3 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a piped command cut short
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        # an output path that cannot be written (a file where a folder goes, no permission, ...): one line
+        name = Path(exc.filename)
+        if name.name.startswith(".") and name.name.endswith(".part"):  # an atomic write's .NAME.XXXX.part: NAME
+            name = name.with_name(name.name[1:].rsplit(".", 2)[0])
+        hint = ": a file stands where a folder is needed" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else ""
+        print(f"error: cannot write {name} ({exc.strerror}){hint}; nothing half-written was left behind",
+              file=sys.stderr)
+        return 1

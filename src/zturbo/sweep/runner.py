@@ -165,7 +165,11 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
     """Make every item of `plan` (this process's share of it) into `folder`; see the module docstring."""
     launch = launch or Launch()
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "it is a file, not a folder" if folder.exists() else exc.strerror
+        raise InvalidParams(f"cannot use {folder} as the sweep folder: {why}") from None
     rank = launch.rank if launch.sharded else None
     mine = shard(plan.items, launch.rank, launch.world_size)
     if launch.sharded:
