@@ -65,7 +65,8 @@ def test_cli_fast_says_what_it_turned_on(tmp_path, capsys):
     assert main(["generate", "a robot", "--size", "64x64", "--steps", "2", "--seed", "1", "--model", "tiny",
                  "--device", "cpu", "--fast", "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "fast: compile: off (no CUDA GPU" in err and out.exists()
+    assert "fast: blocks, attention, fp8, compile, compile_vae, cuda_graphs: off (no CUDA GPU" in err
+    assert err.count("no CUDA GPU") == 1 and out.exists()  # one reason, said once
 
 
 def test_apply_fast_disabled_touches_nothing(tiny_engine):
