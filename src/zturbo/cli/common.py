@@ -50,27 +50,13 @@ def load_engine(model: str | None, quant: str | None, gguf: str | None, device: 
                          memory=memory or "auto", vram_budget_gb=vram_budget)
     if engine.memory is not None:
         say(f"memory: {engine.memory.plan.reason}", quiet)
+    from ..speed.fast import speed_lines
+
     for line in speed_lines(engine.speed):
         say(f"fast: {line}", quiet)
     if engine.info.is_tiny and not quiet:
         print(f"note: {engine.info.label}", file=sys.stderr)
     return engine
-
-
-def speed_lines(features) -> list[str]:
-    """One line per feature, except that features off for the same reason share one line (on a CPU all the
-    GPU ones are off for one reason, which would otherwise print six times)."""
-    rows: list[tuple[list[str], str]] = []  # (names, text), in first-seen order
-    shared: dict[str, list[str]] = {}
-    for f in features:
-        if f.on:
-            rows.append(([f.name], f"on ({f.detail})"))
-        elif f.detail in shared:
-            shared[f.detail].append(f.name)
-        else:
-            shared[f.detail] = [f.name]
-            rows.append((shared[f.detail], f"off ({f.detail})"))
-    return [f"{', '.join(names)}: {text}" for names, text in rows]
 
 
 def say(msg: str, quiet: bool = False) -> None:

@@ -361,7 +361,9 @@ def main_bench(args) -> dict:
         p = new_pipe(t)
         eng = Engine(LoadedModel(p, info("q8" if from_gguf else "bf16")))
         eng.speed = apply_fast(p, gguf_mode="fp8" if from_gguf else None, fp8=fp8)
-        log(f"{name}: " + "; ".join(str(f) for f in eng.speed))
+        from .fast import speed_lines
+
+        log(f"{name}: " + "; ".join(speed_lines(eng.speed)))
         res.setdefault("load_s", {})[name] = round(time.perf_counter() - t0, 1)
         record(name, Runner(name, p, eng), sizes, _mem(dev) - b, eng.speed)
         return eng
@@ -436,9 +438,11 @@ def summary(res) -> dict:
 def table(res) -> str:
     rows = [("variant", "size", "prompt->PNG s", "x stock", "DiT s/pass", "TFLOP/s", "peak GB", "DiT GB", "1st call s", "rel err")]
     stock = {s: res["variants"].get("stock", {}).get(s, {}).get("prompt_to_png_s") for s in res["sizes"]}
+    errors = []
     for name, v in res.get("variants", {}).items():
         if "error" in v:
-            rows.append((name, "-", v["error"][:60], "", "", "", "", "", "", ""))
+            rows.append((name, "-", "failed (below)", "", "", "", "", "", "", ""))
+            errors.append(f"{name} failed: {v['error']}")
             continue
         for s in res["sizes"]:
             r = v.get(s)
@@ -449,7 +453,7 @@ def table(res) -> str:
                          str(r.get("peak_gb")), str(v.get("transformer_gb")), f"{r['first_call_s']:.1f}",
                          str(r.get("latents_rel_err_vs_stock", ""))))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows)
+    return "\n".join(["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows] + errors)
 
 
 def run(args) -> dict:

@@ -29,6 +29,22 @@ class Feature:
         return f"{self.name}: {'on' if self.on else 'off'} ({self.detail})"
 
 
+def speed_lines(features) -> list[str]:
+    """One line per feature, except that features off for the same reason share one line (on a CPU all the
+    GPU ones are off for one reason, which would otherwise print six times)."""
+    rows: list[tuple[list[str], str]] = []  # (names, text), in first-seen order
+    shared: dict[str, list[str]] = {}
+    for f in features:
+        if f.on:
+            rows.append(([f.name], f"on ({f.detail})"))
+        elif f.detail in shared:
+            shared[f.detail].append(f.name)
+        else:
+            shared[f.detail] = [f.name]
+            rows.append((shared[f.detail], f"off ({f.detail})"))
+    return [f"{', '.join(names)}: {text}" for names, text in rows]
+
+
 def _device(pipe) -> torch.device:
     return next(pipe.transformer.parameters()).device
 
