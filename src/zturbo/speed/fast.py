@@ -134,6 +134,10 @@ def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, comp
         why = _fp8_why_not(device)
         if is_gguf(tr):
             why = "the transformer is a GGUF dequantised on the fly; use --gguf-mode fp8"
+        elif why is None and tr.dtype != torch.bfloat16:
+            # torchao's float8 path and our bench numbers are for bf16 models (every published one);
+            # the tiny demo model loads in float32 unless asked otherwise
+            why = f"the transformer is {str(tr.dtype).removeprefix('torch.')}; FP8 GEMMs are set up for bf16 weights"
         already = any(type(m.weight).__name__ != "Parameter" for n, m in tr.named_modules()
                       if fp8_mod.is_fp8_linear(m, n))
         if why is None and not already:
