@@ -60,7 +60,11 @@ def a1111_line(recipe: dict[str, Any]) -> str:
 
 def save_png(image: Image.Image, target: str | os.PathLike, recipe: dict[str, Any]) -> Path:
     """Write `image` with its recipe, atomically (temp file + rename)."""
-    text = {RECIPE_KEY: json.dumps(recipe, sort_keys=True), A1111_KEY: a1111_line(recipe)}
+    return write_png(image, target, {RECIPE_KEY: json.dumps(recipe, sort_keys=True), A1111_KEY: a1111_line(recipe)})
+
+
+def write_png(image: Image.Image, target: str | os.PathLike, text: dict[str, str]) -> Path:
+    """Write `image` with `text` as iTXt chunks (in that order), atomically."""
     if image.mode in ("L", "LA", "RGB", "RGBA"):
         data = encode_png(np.asarray(image), text)  # all cores: Pillow's encoder is single-threaded
         return write_bytes_atomic(target, data)

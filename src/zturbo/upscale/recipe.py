@@ -12,10 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
-from ..atomic import atomic_path
-from ..metadata import A1111_KEY, RECIPE_KEY, a1111_line
+from ..metadata import A1111_KEY, RECIPE_KEY, a1111_line, write_png
 
 UPSCALE_KEY = "zturbo-upscale"
 
@@ -48,15 +46,10 @@ def save_upscaled(image: Image.Image, target: str | os.PathLike, text: dict[str,
                   record: dict[str, Any]) -> Path:
     """Write the upscaled PNG atomically with the recipe (the source's plus this step)."""
     key, recipe = upscaled_recipe(text, record)
-    info = PngInfo()
-    for k, v in text.items():
-        if k not in (RECIPE_KEY, UPSCALE_KEY, A1111_KEY) and isinstance(v, str):
-            info.add_itxt(k, v)
-    info.add_itxt(key, json.dumps(recipe, sort_keys=True))
+    chunks = {k: v for k, v in text.items() if k not in (RECIPE_KEY, UPSCALE_KEY, A1111_KEY) and isinstance(v, str)}
+    chunks[key] = json.dumps(recipe, sort_keys=True)
     line = a1111_line(recipe)  # a zturbo recipe's whole line, upscaler fields included; else those fields alone
     if key != RECIPE_KEY and text.get(A1111_KEY):
         line = f"{text[A1111_KEY]}, {line}"  # another tool's line keeps its own fields
-    info.add_itxt(A1111_KEY, line)
-    with atomic_path(target) as tmp:
-        image.save(tmp, format="PNG", pnginfo=info)
-    return Path(target)
+    chunks[A1111_KEY] = line
+    return write_png(image, target, chunks)
