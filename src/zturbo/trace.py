@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from . import defaults
-from .engine import Engine
+from .engine import Engine, to_pil
 from .errors import GenerationFailed
 from .params import GenerationParams
 
@@ -426,7 +426,7 @@ def decode_preview(engine: Engine, x0: torch.Tensor):
     vae = engine.pipe.vae
     z = x0.to(engine.device, vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
     decoded = vae.decode(z, return_dict=False)[0]
-    return engine.pipe.image_processor.postprocess(decoded, output_type="pil")[0]
+    return to_pil(decoded, engine.pipe.image_processor.config.do_normalize)
 
 
 def stage(trace: dict, n: int) -> dict:
