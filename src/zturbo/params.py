@@ -38,6 +38,23 @@ def parse_seed(value: Any) -> int:
     return value
 
 
+def seed_series(seed: int, count: int) -> list[int]:
+    """The seeds of `count` images starting at `seed`: S..S+N-1, never wrapping past 2^64-1.
+
+    The one rule the CLI (-n), the library (Engine.generate(num_images=...)) and the server ("n") share.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise InvalidParams(f"number of images must be a whole number of at least 1, got {count!r}")
+    seed = parse_seed(seed)
+    last = seed + count - 1
+    if last > defaults.MAX_SEED:
+        raise InvalidParams(
+            f"seed {seed} with {count} images would need seeds up to {last}, past the largest seed 2^64-1 "
+            f"({defaults.MAX_SEED}); seeds never wrap: start at {defaults.MAX_SEED - count + 1} or lower"
+        )
+    return list(range(seed, last + 1))
+
+
 @dataclasses.dataclass(frozen=True)
 class GenerationParams:
     prompt: str
