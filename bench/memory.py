@@ -2,7 +2,7 @@
 GPU memory and the seconds per 1024x1024 image (8 passes), next to the unconstrained run (stock:
 everything resident, no cap) measured in the same process.
 
-Random weights of the real architecture (as ../shared/bench/stock_diffusers_baseline.py): time and
+Random weights of the real architecture (zturbo.benchmark.randmodel): time and
 memory do not depend on weight values. A card of B GB is emulated with zturbo's own --vram-budget
 path: torch's allocator capped at B x 1e9 bytes (torch.cuda.set_per_process_memory_fraction) and
 auto planning within it. (An "8 GB" card has 8 GiB = 8.59e9 bytes, ~0.5e9 of them taken by the
@@ -35,7 +35,7 @@ SIZE = 1024
 
 def build_pipeline(dev):
     """The real Z-Image-Turbo architecture with random weights, left on the CPU (as after loading)."""
-    from zturbo.speed.randmodel import build_pipeline as random_pipeline
+    from zturbo.benchmark.randmodel import build_pipeline as random_pipeline
 
     pipe = random_pipeline(dev)  # random init is fast on the GPU; then to the CPU like loaded weights
     for m in (pipe.transformer, pipe.text_encoder, pipe.vae):
@@ -91,7 +91,9 @@ def run_case(engine, transformers, name, memory, budget, available, images, dead
     gc.collect()
     torch.cuda.empty_cache()
     torch.cuda.set_per_process_memory_fraction(1.0)
-    budget_free = zmem.budget_gb(dev, budget)  # caps the allocator when a budget is given
+    if budget is not None:
+        zmem.cap_allocator(dev, budget)
+    budget_free = zmem.free_gb(dev, budget)
     plan = zmem.choose(budget_free, 1.0, memory, None, available, capped=budget is not None)
     if forced is not None:  # a plan too big for the card, to exercise the out-of-memory retry
         plan = zmem.Plan(*forced, None, round(budget_free, 2), "forced")
@@ -210,7 +212,7 @@ def main() -> int:
         cfg = Path(tempfile.mkdtemp(prefix="zcfg-"))
         transformers["bf16"].save_config(cfg)
         from zturbo.models.gguf import load_transformer
-        from zturbo.speed.randmodel import write_q8_gguf
+        from zturbo.benchmark.randmodel import write_q8_gguf
 
         write_q8_gguf(transformers["bf16"].state_dict(), path, device=dev)
 

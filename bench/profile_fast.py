@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from zturbo.speed.bench import PROMPT, Runner, dit_flops, gpu_time  # noqa: E402
+from zturbo.benchmark.harness import PROMPT, Runner, dit_flops, gpu_time  # noqa: E402
 
 
 def kind_of(name: str) -> str:
@@ -83,7 +83,7 @@ def main() -> int:
     from zturbo.speed.fast import apply_fast
     from zturbo.speed.fused import rewrite_blocks
     from zturbo.speed.graphs import install as install_graphs
-    from zturbo.speed.randmodel import build_pipeline, transformer_from_state
+    from zturbo.benchmark.randmodel import build_pipeline, transformer_from_state
 
     dev = torch.device("cuda")
     res: dict = {"card": torch.cuda.get_device_name(dev), "torch": torch.__version__, "size": args.size,

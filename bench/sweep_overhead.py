@@ -33,9 +33,9 @@ def build_engine(model: str, device: str):
 
     if model != "random":
         return Engine.load(model=model, device=device)
-    # The real Z-Image-Turbo architecture with random weights (DESIGN.md: it times like the checkpoint).
+    # The real Z-Image-Turbo architecture with random weights (it times like the checkpoint: same shapes, same kernels).
     from zturbo.models import LoadedModel, ModelInfo
-    from zturbo.speed.randmodel import build_pipeline
+    from zturbo.benchmark.randmodel import build_pipeline
 
     pipe = build_pipeline(device)
     info = ModelInfo(model="random", source="bench", quant="bf16", label="random weights, real architecture")
@@ -152,7 +152,7 @@ def main() -> int:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     card = torch.cuda.get_device_name(0) if device == "cuda" else f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
-    from zturbo.engine import _versions
+    from zturbo.machine import versions as _versions
 
     out = {"card": card, "gpus": torch.cuda.device_count(), "model": args.model, "size": args.size,
            "steps": args.steps, "command": " ".join(sys.argv), "versions": _versions()}

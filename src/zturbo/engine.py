@@ -14,10 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import math
-import platform
 import time
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -25,11 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import defaults
+from . import defaults, machine
 from .errors import Cancelled, GenerationFailed, InvalidParams, OutOfMemory
 from .metadata import save_png
 from .models import LoadedModel
-from .params import GenerationParams
+from .params import GenerationParams, seed_series
 
 log = logging.getLogger("zturbo")
 
@@ -80,23 +77,8 @@ class Result:
         return [save_png(im, t, rc) for im, t, rc in zip(self.images, targets, self.recipes)]
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("zturbo", "torch", "diffusers", "transformers", "gguf"):
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{device.type} ({platform.machine()})"
-
-
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
+    """diffusers' and transformers' per-call warnings off: zturbo says what matters itself."""
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
 
@@ -107,55 +89,34 @@ def _quiet_libraries() -> None:
 class Engine:
     """A loaded pipeline and everything needed to run it repeatedly."""
 
-    def __init__(self, loaded: LoadedModel, memory=None):
+    def __init__(self, loaded: LoadedModel, memory=None, options=None):
         self.loaded = loaded
         self.pipe = loaded.pipe
         self.info = loaded.info
+        self.options = options  # zturbo.LoadOptions: how it was loaded (None when built by hand)
         self.device = self.pipe._execution_device
         self.memory = memory  # zturbo.memory.Placement: offload plan, re-planned per size, OOM retry
         if memory is not None:
             self.device = memory.device  # offloaded models sit on the CPU between uses
+        # Plain runs encode prompts exactly as diffusers does (padded to 512 tokens: stock pixels bit for bit,
+        # in bf16 too); --fast drops the padding, equal within bf16 rounding and cheaper (README "Speed").
+        self.unpadded_prompts = bool(options is not None and options.fast)
         self._prompt_cache: collections.OrderedDict[str, PromptEncoding] = collections.OrderedDict()
         self._passes = 0
         self._evaluations = 0
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.transformer.register_forward_pre_hook(self._count_pass)
-        self.versions = _versions()
-        self.device_name = _device_name(self.device)
+        self.versions = machine.versions()
+        self.device_name = machine.device_name(self.device)
         self.speed: list = []  # zturbo.speed.Feature: what --fast / --gguf-mode turned on
 
     @classmethod
-    def load(
-        cls,
-        model: str = defaults.MODEL_ID,
-        quant: str | None = None,
-        gguf: str | Path | None = None,
-        device: str | None = None,
-        dtype: torch.dtype | None = None,
-        fast: bool = False,
-        gguf_mode: str | None = None,
-        memory: str = "auto",
-        vram_budget_gb: float | None = None,
-    ) -> Engine:
-        """Load the pipeline once: hub id / local folder / "tiny", bf16 or a GGUF transformer.
+    def load(cls, options=None, **fields: Any) -> Engine:
+        """zturbo.load(options, **fields): `Engine.load(model="tiny", device="cpu")` or
+        `Engine.load(LoadOptions(...))`. The fields and what they do: zturbo.LoadOptions."""
+        from .loading import load
 
-        `fast` turns on what the GPU supports (zturbo.speed.apply_fast; listed in `engine.speed`);
-        `gguf_mode` (ondemand|bf16|fp8|auto) dequantises a GGUF transformer once at load.
-        `memory` (auto|full|model-offload|group-offload|sequential) and `vram_budget_gb` place it on the
-        GPU (zturbo.memory; `engine.memory.plan.reason` says what auto chose); `quant` None lets auto
-        pick bf16 or a GGUF already on disk.
-        """
-        _quiet_libraries()
-        from .memory import load_placed
-
-        engine = cls(*load_placed(model, quant, gguf, device, dtype, memory, vram_budget_gb))
-        if fast or gguf_mode:
-            from .speed import apply_fast
-
-            plan = engine.memory.plan if engine.memory is not None and engine.memory.on_gpu else None
-            offload = plan.mode if plan is not None and plan.mode != "full" else None
-            engine.speed = apply_fast(engine.pipe, enabled=fast, gguf_mode=gguf_mode, offload=offload)
-        return engine
+        return load(options, **fields)
 
     # -- hooks --------------------------------------------------------------------------------
     def _count_pass(self, module, args):
@@ -164,8 +125,7 @@ class Engine:
         self._evaluations += len(hidden) if isinstance(hidden, (list, tuple)) else 1
 
     def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        machine.sync(self.device)
 
     # -- stage 1-2: the prompt ----------------------------------------------------------------
     def chat_text(self, prompt: str) -> str:
@@ -176,11 +136,13 @@ class Engine:
 
     @torch.no_grad()
     def encode_prompt(self, prompt: str) -> PromptEncoding:
-        """Embeddings of `prompt`, as diffusers computes them but without the 512-token padding.
+        """Embeddings of `prompt`, cached by prompt text.
 
-        A causal encoder's states for real tokens cannot depend on padding to their right, so the
-        result equals diffusers' padded-then-stripped embeddings (tests/pipeline proves it) at a
-        fraction of the cost. Cached by prompt text.
+        By default diffusers' own encode_prompt computes them (padded to 512 tokens, then stripped), so
+        the pixels equal stock diffusers' exactly. With `unpadded_prompts` (--fast) the padding is never
+        run: a causal encoder's states for real tokens cannot depend on padding to their right, so the
+        result is the same up to rounding (different GEMM shapes round differently in bf16; exact in
+        float32, tests/pipeline holds both) at a fraction of the text encoder's cost.
         """
         hit = self._prompt_cache.get(prompt)
         if hit is not None:
@@ -189,11 +151,16 @@ class Engine:
         tok = self.pipe.tokenizer
         text = self.chat_text(prompt)
         n_tokens = len(tok(text).input_ids)
-        inputs = tok(text, truncation=True, max_length=defaults.MAX_SEQUENCE_LENGTH, return_tensors="pt")
-        ids = inputs.input_ids.to(self.device)
-        mask = inputs.attention_mask.to(self.device).bool()
-        hidden = self.pipe.text_encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
-        enc = PromptEncoding(hidden[0][mask[0]], n_tokens, max(0, n_tokens - defaults.MAX_SEQUENCE_LENGTH))
+        if self.unpadded_prompts:
+            inputs = tok(text, truncation=True, max_length=defaults.MAX_SEQUENCE_LENGTH, return_tensors="pt")
+            ids = inputs.input_ids.to(self.device)
+            mask = inputs.attention_mask.to(self.device).bool()
+            out = self.pipe.text_encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            embeds = out.hidden_states[-2][0][mask[0]]
+        else:
+            embeds = self.pipe.encode_prompt(prompt, device=self.device, do_classifier_free_guidance=False,
+                                             max_sequence_length=defaults.MAX_SEQUENCE_LENGTH)[0][0]
+        enc = PromptEncoding(embeds, n_tokens, max(0, n_tokens - defaults.MAX_SEQUENCE_LENGTH))
         self._prompt_cache[prompt] = enc
         while len(self._prompt_cache) > defaults.PROMPT_CACHE_SIZE:
             self._prompt_cache.popitem(last=False)
@@ -208,11 +175,10 @@ class Engine:
         should_cancel: Callable[[], bool] | None = None,
     ) -> Result:
         """`num_images` images with seeds S..S+N-1, each one equal to generating that seed alone."""
-        if num_images < 1:
-            raise InvalidParams(f"number of images must be at least 1, got {num_images}")
+        seeds = seed_series(params.seed, num_images)  # S..S+N-1; past 2^64-1 is an error, never a wrap
         images, all_params, recipes, warnings = [], [], [], list(params.notes())
-        for i in range(num_images):
-            p = params if i == 0 else params.replace(seed=(params.seed + i) % (defaults.MAX_SEED + 1))
+        for i, seed in enumerate(seeds):
+            p = params if i == 0 else params.replace(seed=seed)
             image, recipe = self._generate_one(p, on_step, should_cancel)
             images.append(image)
             all_params.append(p)
@@ -366,6 +332,3 @@ def to_pil(decoded: torch.Tensor, denormalize: bool = True) -> Image.Image:
     x = (x.float() * 255).round().to(torch.uint8).permute(1, 2, 0)
     return Image.fromarray(x.cpu().numpy())
 
-
-def seconds(result: Result) -> float:
-    return math.fsum(result.timings.values())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from zturbo.report import metrics as M
+from zturbo import metrics as M
 
 
 def img(a) -> Image.Image:

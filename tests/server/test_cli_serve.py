@@ -84,12 +84,12 @@ def test_a_busy_port_or_a_bad_output_folder_fails_before_loading(capsys, tmp_pat
 
 
 def test_a_bad_allow_origin_fails_before_the_port_check_and_the_load(capsys, tmp_path, monkeypatch):
-    import zturbo.cli.serve as serve_cli
+    import zturbo.cli.common as common
 
-    def no_load(args):
+    def no_load(options, quiet=False):
         raise AssertionError("the model was loaded before --allow-origin was checked")
 
-    monkeypatch.setattr(serve_cli, "_engine", no_load)
+    monkeypatch.setattr(common, "load_engine", no_load)
     with socket.socket() as s:  # the port is busy: the bad option is still the error reported
         s.bind(("127.0.0.1", 0))
         s.listen()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from zturbo.cli import main
-from zturbo.speed.bench import summary, table
+from zturbo.benchmark.harness import summary, table
 
 
 def _res():

@@ -5,7 +5,7 @@ import torch
 
 from zturbo import Engine
 from zturbo.speed.fused import rewrite_blocks
-from zturbo.speed.randmodel import build_transformer
+from zturbo.benchmark.randmodel import build_transformer
 
 
 def _forward(tr):

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from zturbo.speed.randmodel import quantize_q8_0
+from zturbo.benchmark.randmodel import quantize_q8_0
 
 
 def test_torch_q8_0_matches_gguf_bytes():

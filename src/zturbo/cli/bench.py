@@ -1,4 +1,4 @@
-"""zturbo bench: stock diffusers vs zturbo's fast paths on this GPU, in one run (see zturbo.speed.bench)."""
+"""zturbo bench: stock diffusers vs zturbo's fast paths on this GPU, in one run (see zturbo.benchmark.harness)."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     if args.quality:
-        from ..speed.quality import run_quality
+        from ..benchmark.quality import run_quality
 
         run_quality(args)
         return 0
@@ -88,7 +88,7 @@ def run(args) -> int:
                 f"zturbo bench times the full-size model on a CUDA GPU, and there is none here (device {device}); "
                 "for a smoke run of the harness on a CPU: zturbo bench --tiny --device cpu --sizes 64x64 --repeats 1"
             )
-    from ..speed.bench import run as run_bench
+    from ..benchmark.harness import run as run_bench
 
     run_bench(args)
     return 0

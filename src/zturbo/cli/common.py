@@ -37,25 +37,28 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "--fast (fp8 on sm_89+, else bf16 if it fits), else ondemand")
 
 
-def load_engine(model: str | None, quant: str | None, gguf: str | None, device: str | None, quiet: bool = False,
-                fast: bool = False, gguf_mode: str | None = None, memory: str = "auto",
-                vram_budget: float | None = None):
-    from ..engine import Engine
+def load_options(args: argparse.Namespace, **changes):
+    """The LoadOptions a command's model arguments (add_model_arguments) describe, with `changes` on top."""
+    from ..loading import LoadOptions
 
-    model = model or defaults.MODEL_ID
-    if not quiet:
-        what = f"{model}" + (f" + {gguf}" if gguf else f" ({quant or 'precision: auto'})")
-        print(f"loading {what} ...", file=sys.stderr, flush=True)
-    engine = Engine.load(model=model, quant=quant, gguf=gguf, device=device, fast=fast, gguf_mode=gguf_mode,
-                         memory=memory or "auto", vram_budget_gb=vram_budget)
-    if engine.memory is not None:
-        say(f"memory: {engine.memory.plan.reason}", quiet)
+    fields = dict(model=args.model, quant=args.quant, gguf=args.gguf, device=args.device, memory=args.memory,
+                  vram_budget_gb=args.vram_budget, fast=args.fast, gguf_mode=args.gguf_mode)
+    return LoadOptions(**{**fields, **changes})
+
+
+def load_engine(options, quiet: bool = False):
+    """load(options), saying what is loading and what memory auto and --fast chose."""
+    from ..loading import load
     from ..speed.fast import speed_lines
 
+    say(f"loading {options.describe()} ...", quiet)
+    engine = load(options)
+    if engine.memory is not None:
+        say(f"memory: {engine.memory.plan.reason}", quiet)
     for line in speed_lines(engine.speed):
         say(f"fast: {line}", quiet)
-    if engine.info.is_tiny and not quiet:
-        print(f"note: {engine.info.label}", file=sys.stderr)
+    if engine.info.is_tiny:
+        say(f"note: {engine.info.label}", quiet)
     return engine
 
 

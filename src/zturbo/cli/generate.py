@@ -11,7 +11,7 @@ from .. import defaults, geometry
 from ..errors import InvalidParams
 from ..metadata import read_recipe
 from ..params import GenerationParams
-from .common import add_model_arguments, load_engine, say, unique_paths
+from .common import add_model_arguments, load_engine, load_options, say, unique_paths
 from .upscale import load_upscaler, upscale_result
 
 HELP = "generate image(s) from a prompt"
@@ -152,8 +152,7 @@ def run(args) -> int:
         say(f"note: {note}", args.quiet)
     targets = output_paths(args.out, [params.seed + i for i in range(args.num_images)])  # a bad -o fails fast
     upscaler = load_upscaler(args)  # before the pipeline: a bad upscaler file fails fast
-    engine = load_engine(model_opts["model"], model_opts["quant"], model_opts["gguf"], args.device, args.quiet,
-                         fast=args.fast, gguf_mode=args.gguf_mode, memory=args.memory, vram_budget=args.vram_budget)
+    engine = load_engine(load_options(args, **model_opts), args.quiet)
 
     from tqdm import tqdm
 

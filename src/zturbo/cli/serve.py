@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import secrets
 import socket
 import sys
@@ -76,12 +75,6 @@ def check_port(host: str, port: int) -> None:
                                 "or stop what is using it") from None
 
 
-def _engine(args):
-    # pass every model option load_engine knows (the options grow: --fast, --memory, ...)
-    accepted = inspect.signature(common.load_engine).parameters
-    return common.load_engine(**{k: getattr(args, k) for k in accepted if hasattr(args, k)})
-
-
 def run(args) -> int:
     if not 1 <= args.port <= 65535:
         raise InvalidParams(f"--port {args.port} is outside 1..65535")
@@ -99,8 +92,9 @@ def run(args) -> int:
             normalize_origin(origin)
         except ValueError as exc:
             raise InvalidParams(f"--allow-origin: {exc}") from None
+    options = common.load_options(args)  # bad model options fail before the port check and the load
     check_port(args.host, args.port)
-    engine = _engine(args)
+    engine = common.load_engine(options)
     app = create_app(engine, args.out, token=token, allow_origins=args.allow_origin, bound_host=args.host,
                      queue_bound=args.queue, max_megapixels=args.max_megapixels)
     for line in warnings_for(args.host, token, args.allow_origin):

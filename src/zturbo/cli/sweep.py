@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import defaults, geometry
 from ..errors import InvalidParams
-from .common import add_model_arguments, load_engine
+from .common import add_model_arguments, load_engine, load_options
 
 HELP = "run the article's experiments or any grid (resumable, shardable)"
 DESCRIPTION = f"""Run the article's Part 2 experiments, or any grid of settings, into one folder.
@@ -205,20 +205,16 @@ def run(args) -> int:
             print(f"rank {launch.rank} of {launch.world_size}: {len(shard(plan.items, launch.rank, launch.world_size))} images")
         return 0
 
-    device = args.device
-    if device is None and launch.sharded:
-        import torch
+    from ..machine import resolve_device
 
-        if torch.cuda.is_available():
-            device = f"cuda:{launch.local_rank % torch.cuda.device_count()}"
+    # one GPU per process under `accelerate launch` (LOCAL_RANK), unless --device names one
+    device = str(resolve_device(args.device, local_rank=launch.local_rank if launch.sharded else None))
     say(plan.step_mapping, args.quiet)
     # every model option the other commands take (--fast, --memory, ...), one load per precision
-    extra = {k: getattr(args, k) for k in ("fast", "gguf_mode", "memory", "vram_budget") if hasattr(args, k)}
+    options = load_options(args, device=device)
 
     def loader(quant: str):
-        if quant == "gguf":
-            return load_engine(args.model, None, args.gguf, device, args.quiet, **extra)
-        return load_engine(args.model, quant, None, device, args.quiet, **extra)
+        return load_engine(options.with_quant(quant), args.quiet)
 
     try:
         outcome = run_sweep(plan, out, loader=loader, model=args.model or defaults.MODEL_ID, launch=launch,

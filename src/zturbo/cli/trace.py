@@ -8,7 +8,7 @@ import sys
 
 from .. import defaults, geometry
 from ..params import GenerationParams
-from .common import add_model_arguments, load_engine, say
+from .common import add_model_arguments, load_engine, load_options, say
 
 HELP = "generate once and show what happens at each of the eight stages (article Part 3)"
 DESCRIPTION = f"""Generate one image with hooks at the eight stages from prompt to picture, and report
@@ -50,8 +50,7 @@ def run(args) -> int:
     width, height = geometry.parse_size(args.size)
     params = GenerationParams(prompt=args.prompt, seed=args.seed, width=width, height=height,
                               steps=args.steps, guidance=args.guidance, rng=args.rng)
-    speed = {k: getattr(args, k) for k in ("fast", "gguf_mode", "memory", "vram_budget") if hasattr(args, k)}
-    engine = load_engine(args.model, args.quant, args.gguf, args.device, args.quiet or args.json, **speed)
+    engine = load_engine(load_options(args), args.quiet or args.json)
     trace, previews, image = run_trace(engine, params)
     if args.out:
         paths = write_trace(args.out, trace, previews, image)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .common import add_model_arguments, load_engine
+from .common import add_model_arguments, load_engine, load_options
 
 HELP = "check the article's claims against the installed libraries and the loaded model"
 DESCRIPTION = """Check every checkable claim of the article (parameter count, layers, width, heads, text
@@ -35,8 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..verify import DIFFERS, render_table, run_verify
 
-    speed = {k: getattr(args, k) for k in ("fast", "gguf_mode", "memory", "vram_budget") if hasattr(args, k)}
-    engine = load_engine(args.model, args.quant, args.gguf, args.device, args.quiet or args.json, **speed)
+    engine = load_engine(load_options(args), args.quiet or args.json)
     result = run_verify(engine)
     if args.json:
         json.dump(result, sys.stdout, indent=1, ensure_ascii=False)

@@ -5,28 +5,27 @@ from __future__ import annotations
 import torch
 
 from .. import defaults
-from ..errors import InvalidParams
 
 
-def budget_gb(device: torch.device, vram_budget_gb: float | None = None, enforce: bool = True) -> float | None:
-    """GB this process may use on `device`: free memory, capped by the budget; None off a GPU.
-
-    With a budget, torch's allocator is capped too (set_per_process_memory_fraction), so the
-    promise holds for the whole run, not only for the choice.
-    """
-    if vram_budget_gb is not None and vram_budget_gb <= 0:
-        raise InvalidParams(f"--vram-budget must be a positive number of GB, got {vram_budget_gb:g}")
+def free_gb(device: torch.device, vram_budget_gb: float | None = None) -> float | None:
+    """GB this process may still use on `device`: free memory, within the budget; None off a GPU. Reads only."""
     if device.type != "cuda":
         return None
-    free, total = torch.cuda.mem_get_info(device)
-    free_gb = free / 1e9
+    free, _total = torch.cuda.mem_get_info(device)
     if vram_budget_gb is None:
-        return free_gb
-    if enforce:
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        torch.cuda.set_per_process_memory_fraction(min(1.0, vram_budget_gb * 1e9 / total), index)
+        return free / 1e9
     used = torch.cuda.memory_reserved(device) / 1e9
-    return max(0.0, min(free_gb, vram_budget_gb - used))
+    return max(0.0, min(free / 1e9, vram_budget_gb - used))
+
+
+def cap_allocator(device: torch.device, vram_budget_gb: float) -> None:
+    """Cap torch's caching allocator on `device` at the budget (set_per_process_memory_fraction), so that
+    --vram-budget holds for the whole run, not only for the plan. A no-op off a GPU."""
+    if device.type != "cuda":
+        return
+    _free, total = torch.cuda.mem_get_info(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    torch.cuda.set_per_process_memory_fraction(min(1.0, vram_budget_gb * 1e9 / total), index)
 
 
 def available_quants(model: str) -> tuple[str, ...]:

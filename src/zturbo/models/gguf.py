@@ -112,7 +112,8 @@ def check_gguf(path: str | os.PathLike) -> None:
             raise CorruptWeights(f"{path} is a GGUF of architecture {name!r}, not a Z-Image transformer ({ARCHITECTURE!r})")
 
 
-def load_transformer(path: str | os.PathLike, config: str, subfolder: str | None, dtype: torch.dtype):
+def load_transformer(path: str | os.PathLike, config: str, subfolder: str | None, dtype: torch.dtype,
+                     local_files_only: bool = False):
     """ZImageTransformer2DModel from a GGUF file, dequantised on the fly by diffusers (the article's recipe).
 
     `config` is the hub repo or local folder whose transformer config describes the file: diffusers
@@ -125,6 +126,7 @@ def load_transformer(path: str | os.PathLike, config: str, subfolder: str | None
         return ZImageTransformer2DModel.from_single_file(
             str(path), config=config, subfolder=subfolder,
             quantization_config=GGUFQuantizationConfig(compute_dtype=dtype), dtype=dtype,
+            local_files_only=local_files_only,
         )
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CorruptWeights(

@@ -16,6 +16,7 @@ from .. import defaults
 from ..atomic import write_text_atomic
 from ..errors import CorruptWeights, InvalidParams, WeightsNotFound
 from ..hashing import cached_sha256
+from ..machine import resolve_device
 from ..paths import cache_dir
 from . import gguf as gguf_files
 from . import tiny
@@ -56,16 +57,73 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _hf_home() -> str:
+    return os.environ.get("HF_HOME", "~/.cache/huggingface")
+
+
 def _missing_weights_message(what: str, repo: str, files: str, filename: str = "") -> str:
     how = "HF_HUB_OFFLINE is set" if _offline() else "the hub could not be reached"
     return (
         f"{what} not found on this machine and {how}. Needed: {files} from the Hugging Face repo "
         f"{repo}. On a machine with network run `hf download {repo}{' ' + filename if filename else ''}` "
-        "(it fills the cache at "
-        f"{os.environ.get('HF_HOME', '~/.cache/huggingface')}/hub, which zturbo reads offline), or "
+        f"(it fills the cache at {_hf_home()}/hub, which zturbo reads offline), or "
         "download a diffusers folder and pass --model PATH; for a GGUF file pass --gguf PATH. "
         "To try zturbo without weights, use --model tiny."
     )
+
+
+# the base repo's parts a pipeline needs besides the transformer's weights
+BASE_PARTS = "model_index.json, the scheduler, tokenizer, text_encoder and vae folders and transformer/config.json"
+
+
+def _missing_base_message(model: str, gguf_repo_file: tuple[str, str] | None, gguf_path: Path | None) -> str:
+    """Everything a load from `model` still needs, named once, with the commands that fetch it."""
+    how = "HF_HUB_OFFLINE is set" if _offline() else "the hub could not be reached"
+    if gguf_repo_file is None and gguf_path is None:
+        return _missing_weights_message("Z-Image-Turbo weights", model, BASE_PARTS.replace(
+            " and transformer/config.json", ", the transformer folder"))
+    transformer = (f"the GGUF file {gguf_path} replaces only the transformer's weights" if gguf_path else
+                   f"{gguf_repo_file[1]} from {gguf_repo_file[0]} replaces only the transformer's weights")
+    fetch = f'`hf download {model} --exclude "transformer/*.safetensors"`'
+    if gguf_repo_file:
+        fetch += f" and `hf download {gguf_repo_file[0]} {gguf_repo_file[1]}`"
+    return (
+        f"the base model {model} is not on this machine and {how}: {transformer}; the text encoder, VAE, "
+        f"tokenizer and configs come from {model} ({BASE_PARTS}; ~10 GB without the bf16 transformer). "
+        f"On a machine with network run {fetch} (they fill the cache at {_hf_home()}/hub, which zturbo "
+        "reads offline), or pass --model PATH to a local diffusers folder. "
+        "To try zturbo without weights, use --model tiny."
+    )
+
+
+_REACHABLE: dict[str, bool] = {}
+
+
+def _hub_reachable(repo: str) -> bool:
+    """One plain request, remembered for the process: without network, hf_hub_download and from_pretrained
+    retry for ~25 s each, printing every retry, before they fail."""
+    if _offline():
+        return False
+    if repo not in _REACHABLE:
+        from huggingface_hub import HfApi
+
+        try:
+            HfApi().model_info(repo, timeout=10)
+            _REACHABLE[repo] = True
+        except Exception as exc:
+            if isinstance(exc, (KeyboardInterrupt, MemoryError)):
+                raise
+            _REACHABLE[repo] = False
+    return _REACHABLE[repo]
+
+
+def _gguf_cached(repo: str, filename: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo, filename), str)
+    except Exception:
+        return False
 
 
 def check_safetensors(path: Path) -> None:
@@ -103,17 +161,15 @@ def _snapshot(repo: str) -> Path | None:
 
 
 def _hub_file(repo: str, filename: str) -> Path:
-    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub import hf_hub_download
 
     missing = WeightsNotFound(_missing_weights_message(f"GGUF file {filename}", repo, filename, filename))
     try:
         return Path(hf_hub_download(repo, filename, local_files_only=True))
     except Exception:
-        if _offline():
+        if not _hub_reachable(repo):
             raise missing from None
     try:
-        # one plain request first: without network hf_hub_download retries for ~25 s, printing each retry
-        HfApi().model_info(repo)
         return Path(hf_hub_download(repo, filename))
     except Exception as exc:
         if isinstance(exc, (KeyboardInterrupt, MemoryError)):
@@ -149,20 +205,6 @@ def _state_hash(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def resolve_device(device: str | None) -> torch.device:
-    if device in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InvalidParams(f"device {device!r} is not a torch device (e.g. cuda, cuda:1, cpu)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidParams(f"device {device!r} asked for, but torch sees no CUDA GPU here; use --device cpu")
-    return dev
-
-
 def load_pipeline(
     model: str = defaults.MODEL_ID,
     quant: str = "bf16",
@@ -175,7 +217,7 @@ def load_pipeline(
 
     if quant not in defaults.QUANTS:
         raise InvalidParams(f"quant must be one of {', '.join(defaults.QUANTS)}, got {quant!r}")
-    device = resolve_device(str(device) if device is not None else None)
+    device = resolve_device(device)
     gguf_path = Path(gguf).expanduser() if gguf else None
 
     if model == defaults.TINY_MODEL:
@@ -212,12 +254,22 @@ def load_pipeline(
         _check_folder(local)
     weights_file = weights_hash = None
     kwargs: dict = {}
-    if gguf_path is not None or quant != "bf16":
+    wants_gguf = gguf_path is not None or quant != "bf16"
+    if not is_local:
+        # The base repo first, and without network round trips when it is cached: a cached snapshot loads
+        # offline (its revision is recorded), a missing one fails at once naming everything still needed.
+        gguf_file = (defaults.GGUF_REPO, defaults.GGUF_FILES[quant]) if wants_gguf and gguf_path is None else None
+        if _snapshot(model) is not None:
+            kwargs["local_files_only"] = True
+        elif not _hub_reachable(model):
+            raise WeightsNotFound(_missing_base_message(model, gguf_file, gguf_path))
+    if wants_gguf:
         if gguf_path is None:
             gguf_path = _hub_file(defaults.GGUF_REPO, defaults.GGUF_FILES[quant])
         config = str(local) if is_local else model
         try:
-            kwargs["transformer"] = gguf_files.load_transformer(gguf_path, config, "transformer", dtype)
+            kwargs["transformer"] = gguf_files.load_transformer(gguf_path, config, "transformer", dtype,
+                                                                local_files_only=kwargs.get("local_files_only", False))
         except OSError as exc:
             raise WeightsNotFound(_missing_weights_message("the transformer config", model, "transformer/config.json")) from exc
         weights_file, weights_hash = str(gguf_path), cached_sha256(gguf_path)
@@ -229,10 +281,7 @@ def load_pipeline(
             _check_folder(snap)
         if is_local or snap is not None:
             raise CorruptWeights(f"could not load the pipeline from {snap or local}: {exc}") from None
-        raise WeightsNotFound(
-            _missing_weights_message("Z-Image-Turbo weights", model, "model_index.json and the "
-                                     "scheduler, text_encoder, tokenizer, transformer and vae folders")
-        ) from None
+        raise WeightsNotFound(_missing_base_message(model, None, None)) from None
     if not is_local:
         snap = _snapshot(model)
         revision = snap.name if snap else None

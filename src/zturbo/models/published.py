@@ -1,5 +1,5 @@
 """The published Z-Image-Turbo configs (Tongyi-MAI/Z-Image-Turbo on the hub: transformer/, text_encoder/,
-vae/ config.json; ../shared/DESIGN.md "Facts"). One place for them: `zturbo verify` builds weightless
+vae/ config.json). One place for them: `zturbo verify` builds weightless
 reference models from them, and the benchmarks build random-weight models of the real architecture
 (which time and use memory exactly like the checkpoint).
 """

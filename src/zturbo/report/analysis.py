@@ -10,7 +10,7 @@ from typing import Callable
 from PIL import Image
 
 from .. import defaults
-from . import metrics as M
+from .. import metrics as M
 from . import svg
 from .sweepdir import Experiment, Item
 

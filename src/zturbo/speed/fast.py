@@ -50,16 +50,8 @@ def _device(pipe) -> torch.device:
 
 
 def compile_cache_dir() -> str:
-    """Where torch.compile's artifacts live; set before the first compile so every process reuses them.
-
-    Inductor's FX-graph and AOTAutograd caches (on by default) key on the graph, so a second process
-    with the same shapes skips Inductor and Triton codegen; only Dynamo's trace is redone.
-    """
-    path = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if not path:
-        path = str(cache_dir() / defaults.COMPILE_CACHE_DIR)
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
-    return path
+    """Where torch.compile's artifacts live: TORCHINDUCTOR_CACHE_DIR if the user set it, else zturbo's cache."""
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or str(cache_dir() / defaults.COMPILE_CACHE_DIR)
 
 
 def pick_attention_backend(device: torch.device, backends=defaults.ATTENTION_BACKENDS) -> tuple[str, str]:
@@ -147,7 +139,11 @@ def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, comp
         else:
             out.append(Feature("fp8", already, "already FP8 (from --gguf-mode fp8)" if already else why))
     if compile:
+        # Inductor reads its cache folder from the environment only: set it (for this process) before the
+        # first compile, so that every zturbo process reuses the FX-graph and AOTAutograd caches and a second
+        # one with the same shapes skips Inductor and Triton codegen (only Dynamo's trace is redone).
         cache = compile_cache_dir()
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
                                                    defaults.COMPILE_RECOMPILE_LIMIT)
         if not any(_compiled(m) for m in tr.modules()):
@@ -157,8 +153,11 @@ def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, comp
     if compile_vae:
         if not _compiled(pipe.vae.decoder):
             pipe.vae.decoder.compile()
-        torch.backends.cudnn.benchmark = True  # the decoder's convs: pick the fastest algorithm once per size
-        out.append(Feature("compile_vae", True, "torch.compile of the VAE decoder, cuDNN autotuned convolutions"))
+        # process-wide: every convolution from here on (the decoder's, an upscaler's) picks its fastest
+        # algorithm once per shape; said in the feature line because it is global
+        torch.backends.cudnn.benchmark = True
+        out.append(Feature("compile_vae", True, "torch.compile of the VAE decoder; cuDNN autotuning of convolutions "
+                                                "on for this process"))
     if graphs:
         install_graphs(tr)
         out.append(Feature("cuda_graphs", True, "the transformer's forward replayed as one CUDA graph per size (the "

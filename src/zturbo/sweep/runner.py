@@ -74,18 +74,6 @@ class Outcome:
         return any((self.records.get(i.id) or {}).get("status") != "ok" for i in self.items)
 
 
-def default_loader(model: str | None, gguf: str | None, device: str | None, quiet: bool) -> EngineLoader:
-    def load(quant: str):
-        from ..engine import Engine
-
-        say(f"loading {model or defaults.MODEL_ID} ({quant}) ...", quiet)
-        if quant == "gguf":
-            return Engine.load(model=model or defaults.MODEL_ID, gguf=gguf, device=device)
-        return Engine.load(model=model or defaults.MODEL_ID, quant=quant, device=device)
-
-    return load
-
-
 def say(msg: str, quiet: bool = False) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)

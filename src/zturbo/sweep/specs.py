@@ -77,7 +77,7 @@ def diffusers_version() -> str:
 
 
 def step_mapping(version: str | None = None) -> str:
-    """How the article's step counts map to transformer passes on the installed diffusers (DESIGN.md)."""
+    """How the article's step counts map to transformer passes on the installed diffusers (>= 0.39: steps = passes)."""
     version = version or diffusers_version()
     try:
         major_minor = tuple(int(x) for x in version.split(".")[:2])

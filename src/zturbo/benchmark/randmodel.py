@@ -1,7 +1,7 @@
 """Benchmark fixtures: a random-weight pipeline of the REAL Z-Image-Turbo architecture, and a fast Q8_0 writer.
 
 Speed does not depend on weight values, so random weights time exactly like the released checkpoint
-(DESIGN.md). The tokenizer is the tiny model's offline BPE: only the text encoder's token count
+(same shapes, same kernels). The tokenizer is the tiny model's offline BPE: only the text encoder's token count
 depends on it, and that is recorded with every benchmark.
 """
 
@@ -40,7 +40,7 @@ def build_transformer(device, tiny: bool = False, seed: int = 0) -> torch.nn.Mod
         model = ZImageTransformer2DModel(**(tiny_model.TRANSFORMER_CONFIG if tiny else TRANSFORMER_CONFIG))
         model = model.to(torch.bfloat16)
         for p in model.parameters():
-            p.data.mul_(0.5)  # as ../shared/bench: keeps random activations in a sane range over 34 blocks
+            p.data.mul_(0.5)  # keeps random activations in a sane range over 34 blocks
     return model.eval()
 
 
@@ -67,7 +67,7 @@ def quantize_q8_0(weight: torch.Tensor) -> np.ndarray:
 
     Byte-for-byte gguf.quants.quantize (scale = max|x|/127 in fp16, gguf's np_roundf: half away from
     zero via floor(2 * frac), which floor(|x| + 0.5) misses at x = 0.5 - ulp); the gguf package's
-    numpy version takes ~70 s for the 6 B transformer (../shared/bench).
+    numpy version takes ~70 s for the 6 B transformer.
     """
     rows, cols = weight.shape
     x = weight.float().reshape(-1, 32)

@@ -1,6 +1,6 @@
 """zturbo bench: stock diffusers against zturbo's fast paths, in ONE run on ONE card.
 
-Variants (random weights of the real architecture time like the real checkpoint, DESIGN.md):
+Variants (random weights of the real architecture time like the real checkpoint: same shapes, same kernels):
   stock       ZImagePipeline bf16, SDPA, prompt string in (diffusers pads it to 512 tokens)
   stock-q8    the same with the Q8_0 GGUF transformer dequantised on the fly (the article's recipe)
   compile     zturbo Engine, bf16: --fast without FP8 (fused blocks, regional + VAE compile, attention, CUDA graphs)
@@ -33,11 +33,7 @@ PROMPT = ("A sleek black helmeted robot shown in a three-quarter profile against
 SEED = 42
 STEPS = 8
 from ..defaults import BENCH_VARIANTS as VARIANTS
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from ..machine import sync
 
 
 def wall(fn, device, n: int, warm: int) -> list[float]:
@@ -46,10 +42,10 @@ def wall(fn, device, n: int, warm: int) -> list[float]:
         fn()
     out = []
     for _ in range(n):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         out.append(time.perf_counter() - t0)
     return out
 
@@ -73,7 +69,7 @@ def gpu_time(fn, device, n: int = 5, warm: int = 2) -> float:
 
 
 def dit_flops(width: int, height: int, cap: int, cfg) -> float:
-    """One forward's FLOPs, ../shared/bench's formula (all 34 blocks over the whole sequence: an upper bound)."""
+    """One forward's FLOPs, 2 x params x tokens + attention (all 34 blocks over the whole sequence: an upper bound)."""
     d, L = cfg.dim, cfg.n_layers + 2 * cfg.n_refiner_layers
     ff = int(d / 3 * 8)
     n = (height // 16) * (width // 16) + -(-cap // 32) * 32
@@ -151,7 +147,7 @@ def measure(runner, sizes, emb, ref_latents, ceil, repeats, tmp, log) -> dict:
         path = os.path.join(tmp, f"{runner.name}-{key}.png")
         t0 = time.perf_counter()
         runner.png(w, h, path)
-        _sync(dev)
+        sync(dev)
         first = time.perf_counter() - t0
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
@@ -195,7 +191,7 @@ def _free(*objs):
 
 def probe_compile(args) -> dict:
     """Child process: build the transformer + VAE, apply --fast, time the first and second call."""
-    from .fast import apply_fast
+    from ..speed.fast import apply_fast
     from .randmodel import build_pipeline
 
     dev = torch.device(args.device)
@@ -208,18 +204,18 @@ def probe_compile(args) -> dict:
     out = {}
     with torch.no_grad():
         for k in ("first", "second"):
-            _sync(dev)
+            sync(dev)
             t0 = time.perf_counter()
             fwd()
             pipe.vae.decode(z, return_dict=False)
-            _sync(dev)
+            sync(dev)
             out[f"{k}_call_s"] = round(time.perf_counter() - t0, 2)
     return out
 
 
 def run_probe_child(args, cache_dir: str, kind: str, cap: int) -> dict:
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache_dir, PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "zturbo.speed.bench", "--probe", kind, "--device", args.device,
+    cmd = [sys.executable, "-m", "zturbo", "bench", "--probe", kind, "--device", args.device,
            "--sizes", f"{args.sizes[0][0]}x{args.sizes[0][1]}", "--cap", str(cap)] + (["--tiny"] if args.tiny else [])
     t0 = time.perf_counter()
     try:
@@ -237,7 +233,7 @@ def main_bench(args) -> dict:
     from ..engine import Engine
     from ..models.gguf import load_transformer
     from ..models.loader import LoadedModel, ModelInfo
-    from .fast import apply_fast
+    from ..speed.fast import apply_fast
     from .randmodel import build_pipeline, transformer_from_state, write_q8_gguf
 
     start = time.monotonic()
@@ -361,7 +357,7 @@ def main_bench(args) -> dict:
         p = new_pipe(t)
         eng = Engine(LoadedModel(p, info("q8" if from_gguf else "bf16")))
         eng.speed = apply_fast(p, gguf_mode="fp8" if from_gguf else None, fp8=fp8)
-        from .fast import speed_lines
+        from ..speed.fast import speed_lines
 
         log(f"{name}: " + "; ".join(speed_lines(eng.speed)))
         res.setdefault("load_s", {})[name] = round(time.perf_counter() - t0, 1)
@@ -470,9 +466,3 @@ def run(args) -> dict:
     return res
 
 
-if __name__ == "__main__":
-    from ..cli.bench import add_arguments
-
-    parser = argparse.ArgumentParser(prog="python -m zturbo.speed.bench")
-    add_arguments(parser)
-    run(parser.parse_args())

@@ -30,7 +30,7 @@ def _render(engine, params: list[GenerationParams]):
 
 def run_quality(args) -> dict:
     from ..engine import Engine
-    from ..report.metrics import psnr, ssim
+    from ..metrics import psnr, ssim
 
     model = args.model or defaults.MODEL_ID
     if args.tiny:

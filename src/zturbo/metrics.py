@@ -1,4 +1,5 @@
-"""Image metrics computed from pixels alone (numpy; no weights, no network).
+"""Image metrics computed from pixels alone (numpy; no weights, no network), shared by the report and
+zturbo bench --quality.
 
 SSIM is written here rather than imported: scikit-image would bring scipy, imageio and tifffile
 (~60 MB) for one function. It follows Wang et al. 2004 with scikit-image's defaults (7x7 uniform

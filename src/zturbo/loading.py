@@ -1,0 +1,145 @@
+"""One load recipe: LoadOptions says what to load and how; load(options) -> Engine does it.
+
+Every command builds a LoadOptions from its arguments (cli/common.load_options) and the library takes
+the same object (`zturbo.load(LoadOptions(quant="q8"))`, or `Engine.load(quant="q8")` for short). The
+body of load() reads top to bottom in numbered steps:
+
+  1. device        resolve "cuda" / "cuda:1" / "cpu" / None (the GPU if there is one)
+  2. memory plan   free memory (capped by --vram-budget) x precisions on disk -> a Plan (memory/plan.py)
+  3. pipeline      weights from the hub cache, a folder, a GGUF file or the tiny model (models/loader.py)
+  4. placement     the plan carried out by diffusers' offloading; one step lower if placing runs out
+  5. speed         --fast / --gguf-mode features (speed/), each one listed in engine.speed
+
+This module is light to import (no torch until load() runs), so that a command can validate its
+options before paying for torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+from . import defaults
+from .errors import InvalidParams
+
+log = logging.getLogger("zturbo")
+
+# float dtypes a user may ask for (torch.<name>); fp16 is refused: this model makes NaN / black images in it
+DTYPES = ("bfloat16", "float32")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """What to load and how. Frozen and validated: a bad value fails here, before anything loads."""
+
+    model: str = defaults.MODEL_ID  # hub id, local diffusers folder, or "tiny"
+    quant: str | None = None  # bf16 | q8 | q4 | q2; None: bf16, or under memory auto a GGUF already on disk
+    gguf: str | None = None  # a local GGUF transformer file (overrides quant)
+    device: str | None = None  # torch device; None: the GPU if there is one
+    dtype: str | None = None  # compute dtype name (bfloat16 | float32); None: bf16, float32 for the tiny model
+    memory: str = "auto"  # auto | full | model-offload | group-offload | sequential
+    vram_budget_gb: float | None = None  # use at most this much GPU memory (caps torch's allocator)
+    fast: bool = False  # compile, fused blocks, FP8 where supported, best attention, CUDA graphs
+    gguf_mode: str | None = None  # ondemand | bf16 | fp8 | auto: how a GGUF transformer computes
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        set_("model", str(self.model or defaults.MODEL_ID))
+        if self.gguf is not None:
+            set_("gguf", os.fspath(self.gguf))
+        if self.quant is not None and self.quant not in defaults.QUANTS:
+            raise InvalidParams(f"quant must be one of {', '.join(defaults.QUANTS)}, got {self.quant!r}")
+        if self.memory not in defaults.MEMORY_CHOICES:
+            raise InvalidParams(f"memory must be one of {', '.join(defaults.MEMORY_CHOICES)}, got {self.memory!r}")
+        if self.gguf_mode is not None and self.gguf_mode not in defaults.GGUF_MODES:
+            raise InvalidParams(f"gguf mode must be one of {', '.join(defaults.GGUF_MODES)}, got {self.gguf_mode!r}")
+        budget = self.vram_budget_gb
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                                   or not budget > 0 or budget == float("inf")):
+            raise InvalidParams(f"--vram-budget must be a positive number of GB, got {budget!r}")
+        if self.dtype is not None:
+            name = str(self.dtype).removeprefix("torch.")  # a torch.dtype or its name
+            if name not in DTYPES:
+                raise InvalidParams(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}"
+                                    + (" (float16 gives NaN / black images with this model)" if "16" in name else ""))
+            set_("dtype", name)
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.model == defaults.TINY_MODEL
+
+    def with_quant(self, quant: str) -> LoadOptions:
+        """The same options for another precision ("gguf": this options' --gguf file), as a sweep loads them."""
+        if quant == "gguf":
+            return dataclasses.replace(self, quant=None)
+        return dataclasses.replace(self, quant=quant, gguf=None)
+
+    def describe(self) -> str:
+        return self.model + (f" + {self.gguf}" if self.gguf else f" ({self.quant or 'precision: auto'})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load(options: LoadOptions | None = None, **fields: Any):
+    """Load the pipeline once and return a ready Engine. `fields` are LoadOptions fields (or changes to
+    `options`). `engine.memory.plan.reason` says what memory auto chose; `engine.speed` lists --fast's features."""
+    import torch
+
+    from .engine import Engine, quiet_libraries
+    from .machine import resolve_device
+    from .memory import Placement, cap_allocator, choose, free_gb, next_lower, next_option_hint
+    from .memory.probe import available_quants
+    from .models.loader import load_pipeline
+
+    options = dataclasses.replace(options, **fields) if options is not None else LoadOptions(**fields)
+    quiet_libraries()
+
+    # 1. device
+    device = resolve_device(options.device)
+
+    # 2. memory plan: what is free now (a --vram-budget caps torch's allocator for the whole run first)
+    if options.vram_budget_gb is not None:
+        cap_allocator(device, options.vram_budget_gb)
+    budget = free_gb(device, options.vram_budget_gb)
+    capped = options.vram_budget_gb is not None
+    if budget is not None and options.is_tiny:
+        from .memory import Plan
+
+        plan = Plan("full", options.quant or "bf16", "gpu", False, 0.0, round(budget, 2),
+                    "full: the tiny model fits anywhere")
+    else:
+        quant = "gguf" if options.gguf else options.quant
+        plan = choose(budget, defaults.PLAN_MEGAPIXELS, options.memory, quant, available_quants(options.model),
+                      capped=capped)
+
+    # 3. pipeline, on the CPU when a GPU is the target (from_pretrained puts weights there anyway), so that
+    #    nothing larger than the plan lands on the GPU
+    quant = "bf16" if (options.gguf or plan.quant == "gguf") else plan.quant
+    dtype = getattr(torch, options.dtype) if options.dtype else None
+    loaded = load_pipeline(model=options.model, quant=quant, gguf=options.gguf,
+                           device="cpu" if device.type == "cuda" else device, dtype=dtype)
+
+    # 4. placement: the plan carried out; one step lower if the GPU runs out while placing
+    placement = Placement(loaded.pipe, device, plan, options.memory, capped=capped, replan=not options.is_tiny)
+    if device.type == "cuda" and not placement.try_apply():
+        lower = next_lower(placement.plan)
+        if lower is None or not placement.try_apply(lower):
+            from .errors import OutOfMemory
+
+            raise OutOfMemory(f"out of GPU memory while placing the model in {plan.label}; "
+                              f"try {next_option_hint(lower or plan)}, or free GPU memory")
+        placement.plan = dataclasses.replace(lower, reason=f"{lower.label}: {plan.label} ran out of memory "
+                                                           f"while loading ({plan.reason})")
+    log.info("memory: %s", placement.plan.reason)
+    engine = Engine(loaded, placement, options)
+
+    # 5. speed features
+    if options.fast or options.gguf_mode:
+        from .speed import apply_fast
+
+        offload = placement.plan.mode if placement.on_gpu and placement.plan.mode != "full" else None
+        engine.speed = apply_fast(engine.pipe, enabled=options.fast, gguf_mode=options.gguf_mode, offload=offload)
+    return engine
