@@ -81,8 +81,44 @@ def test_hub_weights_missing_offline_says_what_to_do():
         Engine.load(model="Tongyi-MAI/Z-Image-Turbo", device="cpu")
     msg = str(err.value)
     assert "HF_HUB_OFFLINE" in msg and "hf download Tongyi-MAI/Z-Image-Turbo" in msg and "--model tiny" in msg
-    with pytest.raises(WeightsNotFound, match="z-image-turbo-Q8_0.gguf"):
+    with pytest.raises(WeightsNotFound) as err:
         Engine.load(model="Tongyi-MAI/Z-Image-Turbo", quant="q8", device="cpu")
+    msg = str(err.value)
+    # a GGUF replaces only the transformer: the message names the base repo's parts too, and both commands
+    assert "z-image-turbo-Q8_0.gguf" in msg and "text encoder, VAE" in msg and "transformer/config.json" in msg
+    assert '`hf download Tongyi-MAI/Z-Image-Turbo --exclude "transformer/*.safetensors"`' in msg
+    assert "`hf download unsloth/Z-Image-Turbo-GGUF z-image-turbo-Q8_0.gguf`" in msg
+
+
+def test_a_local_gguf_without_the_base_repo_and_no_network_fails_at_once(tmp_path, monkeypatch):
+    """--gguf FILE with only that file on disk: one request, then one message; no 30 s of hub retries."""
+    import diffusers
+    import huggingface_hub
+
+    from zturbo.models import loader
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(loader, "_REACHABLE", {})
+    requests = []
+
+    def unreachable(self, repo, **kw):
+        requests.append(repo)
+        raise ConnectionError("Name or service not known")
+
+    def no_retries(*a, **kw):
+        raise AssertionError("a diffusers loader was called: it would retry the hub for ~25 s")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
+    monkeypatch.setattr(diffusers.ZImagePipeline, "from_pretrained", no_retries)
+    monkeypatch.setattr(diffusers.ZImageTransformer2DModel, "from_single_file", no_retries)
+    path = tmp_path / "z-image-turbo-Q5_K_M.gguf"
+    gguf_files.write_gguf(tiny.build_components()["transformer"].state_dict(), path)
+    with pytest.raises(WeightsNotFound) as err:
+        Engine.load(model="Tongyi-MAI/Z-Image-Turbo", gguf=str(path), device="cpu")
+    msg = str(err.value)
+    assert requests == ["Tongyi-MAI/Z-Image-Turbo"]
+    assert "the hub could not be reached" in msg and str(path) in msg and "text encoder, VAE" in msg
+    assert '--exclude "transformer/*.safetensors"' in msg and "unsloth" not in msg
 
 
 def test_gguf_missing_without_network_fails_at_once_and_names_the_one_file(tmp_path, monkeypatch):
