@@ -356,6 +356,7 @@ def main_bench(args) -> dict:
             t = transformer_from_state(state, cfg, dev)
         p = new_pipe(t)
         eng = Engine(LoadedModel(p, info("q8" if from_gguf else "bf16")))
+        eng.unpadded_prompts = True  # as --fast's engines encode prompts
         eng.speed = apply_fast(p, gguf_mode="fp8" if from_gguf else None, fp8=fp8)
         from ..speed.fast import speed_lines
 
