@@ -68,6 +68,9 @@ SERVER_HISTORY_DB = "history.sqlite"  # in the output folder, beside the images
 # ondemand: diffusers dequantises GGUF blocks inside every forward (the article's recipe);
 # bf16 / fp8: dequantise once at load; auto: fp8 on FP8 tensor cores, else bf16 if it fits, else ondemand
 GGUF_MODES = ("auto", "ondemand", "bf16", "fp8")
+# --fast's two tiers: lossless = bf16 compute (compiled fused blocks, CUDA graphs, best attention, unpadded
+# prompts), equal to plain within bf16 rounding; fp8 (--fp8) = lossless + FP8 GEMMs, a lossy trade chosen
+FAST_TIERS = ("lossless", "fp8")
 FP8_MIN_CAPABILITY = (8, 9)  # FP8 tensor cores: Ada (sm_89), Hopper (sm_90) and newer
 # diffusers attention backends, fastest first; the first one installed and working is used. On an H200
 # (torch 2.11) plain SDPA ("native") beat "_native_cudnn" and "_native_flash" at the 1 MP shape
@@ -79,7 +82,7 @@ COMPILE_RECOMPILE_LIMIT = 64
 CUDA_GRAPH_SHAPES = 4  # --fast keeps the CUDA graphs of this many recent shapes (one memory pool for all)
 COMPILE_CACHE_DIR = "torch-compile"  # TORCHINDUCTOR_CACHE_DIR under zturbo's cache: compiled once per machine
 GGUF_BF16_HEADROOM_GB = 4.0  # auto picks bf16 only if the dequantised weights leave this much free
-BENCH_VARIANTS = ("stock", "stock-q8", "compile", "fast", "q8-fp8")  # zturbo bench runs them in this order
+BENCH_VARIANTS = ("stock", "stock-q8", "fast", "fp8", "q8-fp8")  # zturbo bench runs them in this order
 QUALITY_SEED = 42  # zturbo bench --quality: prompt i gets seed QUALITY_SEED + i
 
 # --- zturbo report (issue 4) ---

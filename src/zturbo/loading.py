@@ -41,7 +41,7 @@ class LoadOptions:
     dtype: str | None = None  # compute dtype name (bfloat16 | float32); None: bf16, float32 for the tiny model
     memory: str = "auto"  # auto | full | model-offload | group-offload | sequential
     vram_budget_gb: float | None = None  # use at most this much GPU memory (caps torch's allocator)
-    fast: bool = False  # compile, fused blocks, FP8 where supported, best attention, CUDA graphs
+    fast: str | None = None  # None | "lossless" (compile, fused blocks, graphs, attention) | "fp8" (+ FP8 GEMMs)
     gguf_mode: str | None = None  # ondemand | bf16 | fp8 | auto: how a GGUF transformer computes
 
     def __post_init__(self) -> None:
@@ -55,6 +55,10 @@ class LoadOptions:
             raise InvalidParams(f"memory must be one of {', '.join(defaults.MEMORY_CHOICES)}, got {self.memory!r}")
         if self.gguf_mode is not None and self.gguf_mode not in defaults.GGUF_MODES:
             raise InvalidParams(f"gguf mode must be one of {', '.join(defaults.GGUF_MODES)}, got {self.gguf_mode!r}")
+        if self.fast is True or self.fast is False:  # Engine.load(fast=True): the lossless tier
+            set_("fast", "lossless" if self.fast else None)
+        if self.fast is not None and self.fast not in defaults.FAST_TIERS:
+            raise InvalidParams(f"fast must be one of {', '.join(defaults.FAST_TIERS)} (or None), got {self.fast!r}")
         budget = self.vram_budget_gb
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
                                    or not budget > 0 or budget == float("inf")):
@@ -141,5 +145,5 @@ def load(options: LoadOptions | None = None, **fields: Any):
         from .speed import apply_fast
 
         offload = placement.plan.mode if placement.on_gpu and placement.plan.mode != "full" else None
-        engine.speed = apply_fast(engine.pipe, enabled=options.fast, gguf_mode=options.gguf_mode, offload=offload)
+        engine.speed = apply_fast(engine.pipe, options.fast, gguf_mode=options.gguf_mode, offload=offload)
     return engine

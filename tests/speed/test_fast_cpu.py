@@ -17,11 +17,15 @@ def _latents(engine, prompt="a robot"):
     return engine.pipe(prompt_embeds=emb, generator=torch.Generator().manual_seed(1), **KW).images
 
 
-def test_fast_on_cpu_degrades_and_says_why(small_params):
-    engine = Engine.load(fast=True, **TINY_CPU)
+@pytest.mark.parametrize("tier", ["lossless", "fp8"])
+def test_fast_on_cpu_degrades_and_says_why(small_params, tier):
+    engine = Engine.load(fast=tier, **TINY_CPU)
     by_name = {f.name: f for f in engine.speed}
     assert by_name["prompt_cache"].on
-    for name in ("blocks", "attention", "fp8", "compile", "compile_vae", "cuda_graphs"):
+    names = ("blocks", "attention", "fp8", "compile", "cuda_graphs") if tier == "fp8" else \
+        ("blocks", "attention", "compile", "cuda_graphs")
+    assert set(by_name) == {"prompt_cache", *names}  # the lossless tier never mentions FP8
+    for name in names:
         assert not by_name[name].on and "no CUDA GPU" in by_name[name].detail
     result = engine.generate(small_params)
     assert result.passes == small_params.steps
@@ -50,6 +54,14 @@ def test_gguf_mode_auto_on_cpu_picks_bf16():
     assert str(engine.speed[0]).startswith("gguf_mode: on (bf16:")
 
 
+def test_fast_tiers_are_validated_and_true_means_lossless():
+    from zturbo import LoadOptions
+
+    assert LoadOptions(fast=True).fast == "lossless" and LoadOptions(fast=False).fast is None
+    with pytest.raises(InvalidParams, match="fast must be one of lossless, fp8"):
+        LoadOptions(fast="turbo")
+
+
 def test_fp8_filter_keeps_precision_sensitive_layers(tiny_engine):
     tr = tiny_engine.pipe.transformer
     chosen = [n for n, m in tr.named_modules() if is_fp8_linear(m, n)]
@@ -65,12 +77,15 @@ def test_cli_fast_says_what_it_turned_on(tmp_path, capsys):
     assert main(["generate", "a robot", "--size", "64x64", "--steps", "2", "--seed", "1", "--model", "tiny",
                  "--device", "cpu", "--fast", "-o", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "fast: blocks, attention, fp8, compile, compile_vae, cuda_graphs: off (no CUDA GPU" in err
+    assert "fast: blocks, attention, compile, cuda_graphs: off (no CUDA GPU" in err
     assert err.count("no CUDA GPU") == 1 and out.exists()  # one reason, said once
+    assert main(["generate", "a robot", "--size", "64x64", "--steps", "2", "--seed", "1", "--model", "tiny",
+                 "--device", "cpu", "--fp8", "-o", str(tmp_path / "g.png")]) == 0
+    assert "fast: blocks, attention, fp8, compile, cuda_graphs: off (no CUDA GPU" in capsys.readouterr().err
 
 
 def test_apply_fast_disabled_touches_nothing(tiny_engine):
-    assert apply_fast(tiny_engine.pipe, enabled=False) == []
+    assert apply_fast(tiny_engine.pipe, None) == []
 
 
 def test_gguf_mode_on_a_bf16_model_says_there_is_nothing_to_do():
@@ -80,7 +95,7 @@ def test_gguf_mode_on_a_bf16_model_says_there_is_nothing_to_do():
 
 def test_fast_on_an_offloaded_transformer_says_why_it_is_off(tiny_engine):
     """Engine.load passes the memory mode when the transformer is not resident (group/model offload)."""
-    features = {f.name: f for f in apply_fast(tiny_engine.pipe, offload="group-offload")}
-    for name in ("blocks", "attention", "fp8", "compile", "compile_vae", "cuda_graphs"):
+    features = {f.name: f for f in apply_fast(tiny_engine.pipe, "fp8", offload="group-offload")}
+    for name in ("blocks", "attention", "fp8", "compile", "cuda_graphs"):
         assert not features[name].on and "--memory group-offload" in features[name].detail
     assert "--memory full" in features["compile"].detail

@@ -3,9 +3,9 @@
 Variants (random weights of the real architecture time like the real checkpoint: same shapes, same kernels):
   stock       ZImagePipeline bf16, SDPA, prompt string in (diffusers pads it to 512 tokens)
   stock-q8    the same with the Q8_0 GGUF transformer dequantised on the fly (the article's recipe)
-  compile     zturbo Engine, bf16: --fast without FP8 (fused blocks, regional + VAE compile, attention, CUDA graphs)
-  fast        zturbo Engine, --fast: the above + FP8 GEMMs
-  q8-fp8      zturbo Engine, Q8_0 GGUF dequantised once to FP8 (--gguf-mode fp8) + --fast
+  fast        zturbo Engine, --fast: the lossless tier (bf16: fused blocks, dynamic-shape compile, attention, CUDA graphs)
+  fp8         zturbo Engine, --fp8: the above + FP8 GEMMs (lossy)
+  q8-fp8      zturbo Engine, Q8_0 GGUF dequantised once to FP8 (--gguf-mode fp8) + --fp8
 For each: prompt -> PNG seconds (median after warm-up), first-call seconds (compile), DiT seconds per
 pass with TFLOP/s against the matmul ceiling measured in the same run, peak and transformer memory,
 and the relative error of the final latents against stock bf16 at the same seed and embeddings.
@@ -198,7 +198,7 @@ def probe_compile(args) -> dict:
     pipe = build_pipeline(dev, tiny=args.tiny, with_text_encoder=False)
     w, h = args.sizes[0]
     emb = torch.randn(args.cap, pipe.transformer.config.cap_feat_dim, device=dev, dtype=torch.bfloat16)
-    apply_fast(pipe, fp8=args.probe == "fp8")
+    apply_fast(pipe, "fp8" if args.probe == "fp8" else "lossless")
     fwd = Runner("probe", pipe).forward(w, h, emb)
     z = torch.randn(1, 16, h // 8, w // 8, device=dev, dtype=torch.bfloat16)
     out = {}
@@ -357,7 +357,7 @@ def main_bench(args) -> dict:
         p = new_pipe(t)
         eng = Engine(LoadedModel(p, info("q8" if from_gguf else "bf16")))
         eng.unpadded_prompts = True  # as --fast's engines encode prompts
-        eng.speed = apply_fast(p, gguf_mode="fp8" if from_gguf else None, fp8=fp8)
+        eng.speed = apply_fast(p, "fp8" if fp8 else "lossless", gguf_mode="fp8" if from_gguf else None)
         from ..speed.fast import speed_lines
 
         log(f"{name}: " + "; ".join(speed_lines(eng.speed)))
@@ -365,13 +365,13 @@ def main_bench(args) -> dict:
         record(name, Runner(name, p, eng), sizes, _mem(dev) - b, eng.speed)
         return eng
 
-    if "fast" in args.variants:
-        log("fast ...")
-        # every size when the budget allows (the 420 s run of bench/speed_H200.json reached fast at ~35%)
-        eng = zturbo_variant("fast", fp8=True, from_gguf=False,
+    if "fp8" in args.variants:
+        log("fp8 ...")
+        # every size when the budget allows (the 420 s run of bench/speed_H200.json reached it at ~35%)
+        eng = zturbo_variant("fp8", fp8=True, from_gguf=False,
                              sizes=sizes_all if elapsed() < args.budget_s * 0.5 else sizes_first)
         if eng is not None and args.batches and elapsed() < args.budget_s * 0.5 and dev.type == "cuda":
-            res.setdefault("batch_images_per_s", {})["fast"] = batch_rates(eng.pipe, emb, w0, h0, args.batches, elapsed, args.budget_s)
+            res.setdefault("batch_images_per_s", {})["fp8"] = batch_rates(eng.pipe, emb, w0, h0, args.batches, elapsed, args.budget_s)
             log(f"batch {res['batch_images_per_s']}")
             save()
         _free(eng)
@@ -380,14 +380,14 @@ def main_bench(args) -> dict:
         log("q8-fp8 ...")
         _free(zturbo_variant("q8-fp8", fp8=True, from_gguf=True,
                              sizes=sizes_all if elapsed() < args.budget_s * 0.6 else sizes_first))
-    if "compile" in args.variants:
-        log("compile ...")
-        _free(zturbo_variant("compile", fp8=False, from_gguf=False,
+    if "fast" in args.variants:
+        log("fast ...")
+        _free(zturbo_variant("fast", fp8=False, from_gguf=False,
                              sizes=sizes_all if elapsed() < args.budget_s * 0.7 else sizes_first))
-    if args.compile_probe and dev.type == "cuda" and "fast" in args.variants and elapsed() < args.budget_s * 0.85:
+    if args.compile_probe and dev.type == "cuda" and "fp8" in args.variants and elapsed() < args.budget_s * 0.85:
         # the fast variant above compiled into a fresh TORCHINDUCTOR_CACHE_DIR (its first_call_s is the
         # cold cost); a new process with the same dir shows what a second run of zturbo pays
-        res["compile_cache"] = {"cold_first_call_s_in_this_process": res["variants"].get("fast", {}).get(
+        res["compile_cache"] = {"cold_first_call_s_in_this_process": res["variants"].get("fp8", {}).get(
             f"{w0}x{h0}", {}).get("first_call_s"), "warm_new_process": run_probe_child(args, cache, "fp8", len(emb))}
         log(f"compile cache {res['compile_cache']}")
     res["bench_s"] = round(elapsed(), 1)

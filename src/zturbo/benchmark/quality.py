@@ -43,7 +43,8 @@ def run_quality(args) -> dict:
     ref_engine = Engine.load(model=model, quant="bf16", device=args.device)
     ref = _render(ref_engine, params)
     del ref_engine
-    candidate = Engine.load(model=model, quant=args.quant or "bf16", gguf=args.gguf, device=args.device, fast=True,
+    candidate = Engine.load(model=model, quant=args.quant or "bf16", gguf=args.gguf, device=args.device,
+                            fast="fp8" if args.tier == "fp8" else "lossless",
                             gguf_mode=args.gguf_mode)
     got = _render(candidate, params)
     # PSNR of identical images is infinite: stored as 99 dB so that the JSON stays standard

@@ -9,7 +9,7 @@ DESCRIPTION = """Time Z-Image-Turbo on this GPU, stock diffusers against zturbo,
 
 Random weights of the real architecture time exactly like the released checkpoint, so nothing is
 downloaded. Variants: stock (bf16, SDPA), stock-q8 (Q8_0 GGUF dequantised on the fly: the article's
-recipe), compile (bf16 + regional compile), fast (--fast: + FP8), q8-fp8 (--gguf-mode fp8 --fast).
+recipe), fast (--fast: the lossless tier, bf16), fp8 (--fp8: + FP8 GEMMs, lossy), q8-fp8 (--gguf-mode fp8 --fp8).
 Each: prompt -> PNG seconds (median), first-call (compile) seconds, DiT seconds per pass, TFLOP/s
 against the matmul ceilings measured in the same run, peak and transformer memory, and the relative
 error of the final latents against stock bf16. Plus images/s at batch 1/2/4 and a cold vs warm
@@ -17,9 +17,10 @@ compile cache in fresh processes.
 
 examples:
   zturbo bench --json bench/speed_H100.json
-  zturbo bench --sizes 1024x1024 --variants stock,fast --repeats 5
+  zturbo bench --sizes 1024x1024 --variants stock,fast,fp8 --repeats 5
   zturbo bench --tiny --device cpu --sizes 64x64 --repeats 1   # smoke run of the harness
-  zturbo bench --quality --sizes 1024x1024                      # PSNR/SSIM of --fast vs bf16 (real weights)
+  zturbo bench --quality --sizes 1024x1024                      # PSNR/SSIM of --fp8 vs bf16 (real weights)
+  zturbo bench --quality --tier fast                            # the lossless tier vs bf16 eager
   zturbo bench --quality --quant q8 --gguf-mode fp8             # the Q8 file via FP8 vs bf16"""
 
 
@@ -48,18 +49,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: the GPU if there is one)")
     p.add_argument("--sizes", type=_sizes, default=[(1024, 1024), (720, 1280)],
                    help="WxH[,WxH...] (default 1024x1024,720x1280): the first size gets every variant, the "
-                        "others stock, stock-q8 and fast")
+                        "others stock, stock-q8 and fp8")
     p.add_argument("--variants", type=_variants, default=list(VARIANTS),
                    help=f"comma-separated subset of {','.join(VARIANTS)}")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement after a warm-up (median reported)")
     p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")] if s else [], default=[1, 2, 4],
-                   help="images per pipeline call for images/s, stock and fast (default 1,2,4; '' skips)")
+                   help="images per pipeline call for images/s, stock and fp8 (default 1,2,4; '' skips)")
     p.add_argument("--no-compile-probe", dest="compile_probe", action="store_false",
                    help="skip the two fresh processes that time a cold and a warm compile cache")
     p.add_argument("--budget-s", type=float, default=480, help="optional parts are skipped past this many seconds")
     p.add_argument("--tiny", action="store_true", help="the tiny architecture: a smoke run of the harness")
     p.add_argument("--json", default=None, help="write the results here (e.g. bench/speed_H100.json)")
-    q = p.add_argument_group("quality (real weights): --fast's images against bf16 eager ones, PSNR / SSIM")
+    q = p.add_argument_group("quality (real weights): --fast/--fp8's images against bf16 eager ones, PSNR / SSIM")
     q.add_argument("--quality", action="store_true",
                    help="render the same prompts and seeds with bf16 eager and with --fast (or --quant/--gguf "
                         "with --gguf-mode) and compare them, instead of timing")
@@ -68,6 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--gguf", metavar="PATH", default=None, help="a local GGUF transformer for the candidate")
     q.add_argument("--gguf-mode", choices=defaults.GGUF_MODES, default=None, help="see zturbo generate --help")
     q.add_argument("--prompts", type=int, default=3, help="how many of the built-in prompts (1..3)")
+    q.add_argument("--tier", choices=("fast", "fp8"), default="fp8",
+                   help="the candidate: fast = --fast (lossless, bf16), fp8 = --fp8 (default: the lossy one)")
     p.add_argument("--probe", choices=("fp8", "bf16"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--cap", type=int, default=160, help=argparse.SUPPRESS)
 

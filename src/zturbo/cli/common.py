@@ -27,14 +27,18 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="use at most this much GPU memory (GB = 1e9 bytes), e.g. to share the card; "
                         "auto plans within it and torch's allocator is capped to it")
     g.add_argument("--fast", action="store_true",
-                   help="turn on what the GPU supports and say what: regional torch.compile (the first image of "
-                        "each size compiles; cached across runs) of blocks with fused QKV / gate+up GEMMs and real "
-                        "RoPE, FP8 GEMMs on sm_89+, the fastest attention backend, one CUDA graph per size; off "
-                        "when --memory offloads the transformer")
+                   help="lossless speed-ups, said one by one: blocks with fused QKV / gate+up GEMMs and real RoPE, "
+                        "regional torch.compile with dynamic shapes (the first image compiles once for every size; "
+                        "cached across runs), the fastest attention backend, one CUDA graph per size, prompts "
+                        "without padding. bf16 throughout: equal to plain within bf16 rounding. Off when --memory "
+                        "offloads the transformer")
+    g.add_argument("--fp8", action="store_true",
+                   help="--fast plus FP8 GEMMs on sm_89+ (torchao): faster, but LOSSY: the images change. A trade "
+                        "you choose; zturbo bench --quality measures it on your weights")
     g.add_argument("--gguf-mode", choices=defaults.GGUF_MODES, default=None,
                    help="GGUF transformer: ondemand = dequantise in every forward (stock diffusers), bf16 / fp8 = "
-                        "dequantise once at load (fp8: about the file's memory at FP8 speed). Default: auto with "
-                        "--fast (fp8 on sm_89+, else bf16 if it fits), else ondemand")
+                        "dequantise once at load (fp8: about the file's memory at FP8 speed, lossy). Default: auto "
+                        "with --fast (bf16 if it fits, else ondemand; with --fp8: fp8 on sm_89+), else ondemand")
 
 
 def load_options(args: argparse.Namespace, **changes):
@@ -42,7 +46,8 @@ def load_options(args: argparse.Namespace, **changes):
     from ..loading import LoadOptions
 
     fields = dict(model=args.model, quant=args.quant, gguf=args.gguf, device=args.device, memory=args.memory,
-                  vram_budget_gb=args.vram_budget, fast=args.fast, gguf_mode=args.gguf_mode)
+                  vram_budget_gb=args.vram_budget, fast="fp8" if args.fp8 else "lossless" if args.fast else None,
+                  gguf_mode=args.gguf_mode)
     return LoadOptions(**{**fields, **changes})
 
 

@@ -85,32 +85,43 @@ def _compiled(module: torch.nn.Module) -> bool:
     return getattr(module, "_compiled_call_impl", None) is not None
 
 
-def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, compile: bool = True,
-               fp8: bool = True, attention: bool = True, compile_vae: bool = True,
-               rewrite: bool = True, graphs: bool = True, offload: str | None = None) -> list[Feature]:
+def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None, *, compile: bool = True,
+               attention: bool = True, compile_vae: bool = False, rewrite: bool = True, graphs: bool = True,
+               offload: str | None = None) -> list[Feature]:
     """Make `pipe` (a ZImagePipeline on its device) fast in place; returns what was turned on.
 
-    With `enabled=False` only `gguf_mode` acts (a GGUF transformer dequantised once at load). `offload`
-    names the memory mode when the transformer is not resident on the GPU: then nothing is compiled.
-    On a CPU nothing is compiled or quantised, and the report says why.
+    `tier` "lossless": bf16 compute, equal to plain within bf16 rounding; "fp8": + FP8 GEMMs (lossy, chosen
+    by the user); None: only `gguf_mode` acts (a GGUF transformer dequantised once at load). `offload` names
+    the memory mode when the transformer is not resident on the GPU: then nothing is compiled. On a CPU
+    nothing is compiled or quantised, and the report says why.
+
+    The blocks compile with dynamic shapes: one compile serves every image size (measured on an H200 over
+    the article's 24 shapes: no recompile per size, per-pass speed equal to a static compile); a batch of 2
+    (guidance > 0) compiles once more. The VAE decoder is not compiled unless asked (`compile_vae`): on the
+    same 50 images its compile cost ~60 s to save 2.3 s (bench/fast_shapes_H200.json).
     """
+    if tier is not None and tier not in defaults.FAST_TIERS:
+        raise ValueError(f"tier must be one of {defaults.FAST_TIERS} or None, got {tier!r}")
+    enabled, fp8 = tier is not None, tier == "fp8"
     tr = pipe.transformer
     device = _device(pipe)
     out: list[Feature] = []
     gguf = is_gguf(tr)
     if gguf or gguf_mode:
-        mode = resolve_gguf_mode(gguf_mode, tr, fast=enabled)
+        mode = resolve_gguf_mode(gguf_mode, tr, tier=tier)
         out.append(Feature("gguf_mode", gguf and mode != "ondemand", f"{mode}: {convert_gguf(tr, mode)}"))
     if not enabled:
         return out
-    out.append(Feature("prompt_cache", True, "prompts encoded without the 512-token padding, embeddings cached"))
+    out.append(Feature("prompt_cache", True, "prompts encoded without the 512-token padding (within bf16 rounding "
+                                             "of diffusers' padded encoding), embeddings cached"))
     if offload or device.type != "cuda":
         if offload or torch.cuda.is_available():
             why = (f"the transformer is offloaded to the CPU between uses (--memory {offload or 'offload'}); --fast "
                    "needs it resident on the GPU: --memory full, or a smaller --quant")
         else:
             why = f"no CUDA GPU (the model is on {device.type}): torch.compile's GPU kernels and FP8 tensor cores need one"
-        names = ("blocks", "attention", "fp8", "compile", "compile_vae", "cuda_graphs")
+        names = ("blocks", "attention", *(("fp8",) if fp8 else ()), "compile", *(("compile_vae",) if compile_vae else ()),
+                 "cuda_graphs")
         return out + [Feature(n, False, why) for n in names]
 
     if rewrite:
@@ -147,9 +158,10 @@ def apply_fast(pipe, enabled: bool = True, gguf_mode: str | None = None, *, comp
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
                                                    defaults.COMPILE_RECOMPILE_LIMIT)
         if not any(_compiled(m) for m in tr.modules()):
-            tr.compile_repeated_blocks(fullgraph=True)
-        out.append(Feature("compile", True, "regional torch.compile of the transformer blocks; the first image of "
-                                            f"each size compiles, artifacts cached in {cache}"))
+            tr.compile_repeated_blocks(fullgraph=True, dynamic=True)
+        out.append(Feature("compile", True, "regional torch.compile of the transformer blocks with dynamic shapes: "
+                                            "the first image compiles once for every size (guidance > 0 once more), "
+                                            f"artifacts cached in {cache}"))
     if compile_vae:
         if not _compiled(pipe.vae.decoder):
             pipe.vae.decoder.compile()

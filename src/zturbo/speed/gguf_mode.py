@@ -29,9 +29,10 @@ def _bf16_bytes(transformer: torch.nn.Module) -> int:
     return n
 
 
-def resolve_gguf_mode(mode: str | None, transformer: torch.nn.Module, fast: bool) -> str:
-    """The mode to use: an explicit one, else auto when --fast, else ondemand (stock behaviour)."""
-    mode = mode or ("auto" if fast else "ondemand")
+def resolve_gguf_mode(mode: str | None, transformer: torch.nn.Module, tier: str | None) -> str:
+    """The mode to use: an explicit one, else auto under --fast, else ondemand (stock behaviour). Auto picks
+    fp8 only in the fp8 tier (--fp8: a lossy trade the user chose); the lossless tier keeps the file's values."""
+    mode = mode or ("auto" if tier else "ondemand")
     if mode not in defaults.GGUF_MODES:
         raise InvalidParams(f"gguf mode must be one of {', '.join(defaults.GGUF_MODES)}, got {mode!r}")
     device = next(transformer.parameters()).device
@@ -40,7 +41,7 @@ def resolve_gguf_mode(mode: str | None, transformer: torch.nn.Module, fast: bool
                             "use --gguf-mode bf16 or ondemand")
     if mode != "auto":
         return mode
-    if _fp8_ok(device):
+    if tier == "fp8" and _fp8_ok(device):
         return "fp8"
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
