@@ -126,6 +126,14 @@ def test_every_precision_failing_to_load_is_one_error(tmp_path):
     assert message.count("weights not found") == 1
     assert load_sweep(tmp_path).status_counts() == {"ok": 0, "failed": 0, "pending": 9}
 
+    def by_file(quant):  # different causes: the first in full, the others by name
+        raise WeightsNotFound("weights not found: run `hf download ...`" if quant == "bf16" else
+                              f"GGUF file {quant}.gguf not found. Download it")
+
+    with pytest.raises(WeightsNotFound, match=r"^cannot load bf16: weights not found: run `hf download \.\.\.` "
+                                              r"\(q8, q2 could not be loaded either: GGUF file q8.gguf not found\)"):
+        run_sweep(_quant_grid(), tmp_path, loader=by_file, model="tiny", quiet=True)
+
 
 def test_a_precision_that_loads_goes_on_when_another_does_not(tmp_path, tiny_engine):
     def loader(quant):

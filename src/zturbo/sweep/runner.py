@@ -399,12 +399,15 @@ def _run_precision(quant: str, group: list[Item], loader: EngineLoader, folder: 
 
 
 def _nothing_loaded(not_loaded: dict[str, tuple[Exception, int]], folder: Path) -> ZTurboError:
-    """The one error of a sweep that could load no precision: each distinct cause once."""
-    causes: dict[str, list[str]] = {}
-    for quant, (exc, _) in not_loaded.items():
-        causes.setdefault(str(exc), []).append(quant)
-    first = next(iter(not_loaded.values()))[0]
-    text = "; ".join(f"cannot load {', '.join(qs)}: {why.rstrip('.')}" for why, qs in causes.items())
+    """The one error of a sweep that could load no precision: the first failure in full (it says what to
+    do), the others by name, with the gist of the first different cause."""
+    (quant, (first, _)), *rest = not_loaded.items()
+    same = [q for q, (exc, _) in rest if str(exc) == str(first)]
+    other = [(q, exc) for q, (exc, _) in rest if str(exc) != str(first)]
+    text = f"cannot load {', '.join([quant, *same])}: {str(first).rstrip('.')}"
+    if other:
+        gist = str(other[0][1]).split(". ")[0].rstrip(".")
+        text += f" ({', '.join(q for q, _ in other)} could not be loaded either: {gist})"
     return type(first)(f"{text}. Nothing was made; {folder} keeps its plan: run the same command again once "
                        "the model loads")
 
