@@ -95,11 +95,11 @@ def say(msg: str, quiet: bool = False) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _differences(item: Item, record: dict[str, Any], model: str | None) -> list[str]:
-    """What a record made differently from this item as planned now: ["size 64x64 -> 32x32", ...]."""
-    out = []
+def _differences(item: Item, record: dict[str, Any], model: str | None) -> dict[str, str]:
+    """What a record made differently from this item as planned now: {"size": "size 64x64 -> 32x32", ...}."""
+    out = {}
     if record.get("quant") != item.quant:
-        out.append(f"quant {record.get('quant')} -> {item.quant}")
+        out["quant"] = f"quant {record.get('quant')} -> {item.quant}"
     want, got = item.params.to_dict(), dict(record.get("params") or {})
     for limit in ("max_megapixels",):  # a guard on input, not a knob of the image
         want.pop(limit, None)
@@ -109,17 +109,17 @@ def _differences(item: Item, record: dict[str, Any], model: str | None) -> list[
         want.pop("rng", None)
     size = lambda p: f"{p.get('width')}x{p.get('height')}"  # noqa: E731
     if size(want) != size(got):
-        out.append(f"size {size(got)} -> {size(want)}")
+        out["size"] = f"size {size(got)} -> {size(want)}"
     for key in sorted(set(want) | set(got)):
         if key not in ("width", "height") and want.get(key) != got.get(key):
-            out.append(f"{key} {got.get(key)!r} -> {want.get(key)!r}")
+            out[key] = f"{key} {got.get(key)!r} -> {want.get(key)!r}"
     if item.upscale:  # the upscaler makes the image too: another file (or the same name, changed) redoes it
         steps = record.get("upscale") or [{}]
         if steps[-1].get("weights_sha256") != item.upscale.get("sha256"):
-            out.append(f"upscaler -> {Path(item.upscale['model']).name}")
+            out["upscaler"] = f"upscaler -> {Path(item.upscale['model']).name}"
     made_with = (record.get("model") or {}).get("model")
     if model is not None and made_with != model:
-        out.append(f"model {made_with} -> {model}")
+        out["model"] = f"model {made_with} -> {model}"
     return out
 
 
@@ -135,8 +135,10 @@ def _has_image(folder: Path, record: dict[str, Any] | None) -> bool:
 def check_no_overwrite(plan: Plan, folder: Path, records: dict[str, dict[str, Any]], model: str | None) -> None:
     """Refuse a run that would replace an image made with other settings, or drop the images of an earlier
     experiment of the same name from plan.json (a grid re-run with another --size, say). Same settings
-    resume; failed and missing images are simply made."""
+    resume; failed and missing images are simply made. Another upscaler file re-makes the upscale
+    experiment's upscaled images by design (README: the upscaler's sha256 is part of the item)."""
     replaced = [(i, _differences(i, records[i.id], model)) for i in plan.items if _has_image(folder, records.get(i.id))]
+    replaced = [(i, [text for key, text in diff.items() if key != "upscaler"]) for i, diff in replaced]
     replaced = [(i, diff) for i, diff in replaced if diff]
     if replaced:
         item, diff = replaced[0]
