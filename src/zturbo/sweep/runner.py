@@ -71,7 +71,7 @@ class Outcome:
     skipped: int = 0
     failed: int = 0
     records: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    not_loaded: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)  # quant -> (error, images)
+    not_loaded: dict[str, tuple[Exception, int]] = dataclasses.field(default_factory=dict)  # quant -> (error, images)
 
     @property
     def any_failed(self) -> bool:
