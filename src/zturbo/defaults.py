@@ -45,11 +45,17 @@ SWEEP_LADDER_BASE = (256, 144)  # Experiment 5: the smallest 16:9 box on the 16-
 SWEEP_DIR = "sweeps"
 SWEEP_PNG_BYTES_PER_PIXEL = 3.0  # worst case (uncompressible RGB) for the free-disk check
 SWEEP_DISK_MARGIN_BYTES = 64 * 2**20  # room kept free beyond the estimate
-# --dry-run time estimate: seconds per transformer pass and per VAE decode at 1 MP, bf16 on an H200
-# (measured on an H200 with stock diffusers: forward 0.148 s, decode 0.087 s), and per engine load
-SWEEP_EST_PASS_S_PER_MP = 0.148
-SWEEP_EST_DECODE_S_PER_MP = 0.087
-SWEEP_EST_LOAD_S = 30.0
+# --dry-run time estimate (and the relative cost that balances shards and drives the progress bar).
+# An image: passes x (pass_s + pass_s_per_mp x MP) + decode_s_per_mp x MP, x gguf_factor for a GGUF quant;
+# a run: startup_s + load_s per precision. Each set names what it was measured on, and the dry run says so.
+# The real model, bf16 on an NVIDIA H200 (stock diffusers measured on it: forward 0.148 s, decode 0.087 s at 1 MP;
+# Q8_0 GGUF forward 1.24x slower); 30 s a load is a rough figure for the 33 GB from a local disk, not a measurement.
+SWEEP_EST_GPU = {"measured_on": "NVIDIA H200", "pass_s": 0.0, "pass_s_per_mp": 0.148, "decode_s_per_mp": 0.087,
+                 "gguf_factor": 1.24, "startup_s": 0.0, "load_s": 30.0}
+# The tiny demo model on a CPU, measured on the 2-core development machine (1 thread): ~0.02 s a pass at
+# 32x32, 0.21 s a pass and ~1 s a decode at 512x512, GGUF passes ~4x slower; ~8 s for imports + the first load.
+SWEEP_EST_TINY_CPU = {"measured_on": "a 2-core CPU", "pass_s": 0.02, "pass_s_per_mp": 0.8, "decode_s_per_mp": 4.0,
+                      "gguf_factor": 4.0, "startup_s": 7.0, "load_s": 1.0}
 
 # --- zturbo serve (issue 8) ---
 SERVER_HOST = "127.0.0.1"  # loopback unless told otherwise (a local tool: other machines must be asked for)

@@ -89,15 +89,16 @@ def test_accelerate_launch_shards_across_two_processes_and_merges(tmp_path, refe
     assert [json.loads(line)["id"] for line in (out / "manifest.jsonl").read_text().splitlines()] == merged
 
 
-def test_exit_code_says_an_image_failed(tmp_path, capsys):
+def test_a_model_that_cannot_load_is_one_error_and_exit_1(tmp_path, capsys):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     code = main(["sweep", "--prompt", "x", "--vary", "seed=1,2", "--size", "32x32", "--steps", "1", "--model", "tiny",
                  "--gguf", str(bad), "--out", str(tmp_path / "s"), "-q"])
     assert code == 1
-    out = capsys.readouterr().out
-    assert "failed: grid/SEED1" in out
-    assert load_sweep(tmp_path / "s").status_counts()["failed"] == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("error: cannot load gguf:") and "\n" not in err and "failed:" not in captured.out
+    assert load_sweep(tmp_path / "s").status_counts() == {"ok": 0, "failed": 0, "pending": 2}
 
 
 def test_dry_run_prints_the_whole_article_plan_and_writes_nothing(tmp_path, capsys):

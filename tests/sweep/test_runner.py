@@ -56,10 +56,12 @@ def test_a_sweep_writes_images_records_and_resumes_without_redoing(tmp_path, tin
     assert load_sweep(tmp_path).status_counts() == {"ok": 4, "failed": 0, "pending": 0}
 
 
-def test_changed_settings_in_the_same_folder_are_made_again(tmp_path, tiny_engine):
+def test_changed_settings_in_the_same_folder_are_refused_unless_asked(tmp_path, tiny_engine):
     _run(_plan("1-2"), tmp_path, tiny_engine)
     exp = build_grid("g", ["another prompt"], {"size": "32x32", "steps": 2, "rng": "cpu"}, [parse_vary("seed=1-2")])
-    out = _run(Plan([exp], "x", ""), tmp_path, tiny_engine)
+    with pytest.raises(InvalidParams, match="prompt 'a robot' -> 'another prompt'"):
+        _run(Plan([exp], "x", ""), tmp_path, tiny_engine)
+    out = _run(Plan([exp], "x", ""), tmp_path, tiny_engine, overwrite=True)
     assert out.made == 2
     assert {r["params"]["prompt"] for r in load_sweep(tmp_path).records.values()} == {"another prompt"}
 
@@ -98,7 +100,7 @@ def test_one_failing_item_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_engin
     assert load_sweep(tmp_path).records["g/SEED2"]["status"] == "ok"
 
 
-def test_a_precision_that_cannot_load_fails_its_items_only(tmp_path, tiny_engine):
+def test_a_precision_that_cannot_load_leaves_its_items_pending_only(tmp_path, tiny_engine):
     plan = _plan("1-2", extra=[parse_vary("quant=bf16,q2")])
 
     def loader(quant):
@@ -108,8 +110,8 @@ def test_a_precision_that_cannot_load_fails_its_items_only(tmp_path, tiny_engine
 
     out = run_sweep(plan, tmp_path, loader=loader, model="tiny", quiet=True)
     status = {i: r["status"] for i, r in load_sweep(tmp_path).records.items()}
-    assert status == {"g/SEED1_bf16": "ok", "g/SEED2_bf16": "ok", "g/SEED1_q2": "failed", "g/SEED2_q2": "failed"}
-    assert out.any_failed
+    assert status == {"g/SEED1_bf16": "ok", "g/SEED2_bf16": "ok"}  # the q2 items were never tried
+    assert out.any_failed and list(out.not_loaded) == ["q2"]
 
 
 def test_a_full_disk_stops_cleanly_with_the_manifest_whole(tmp_path, tiny_engine, monkeypatch):
@@ -179,7 +181,7 @@ def test_progress_bar_counts_images_and_the_summary_names_failures(tmp_path, tin
     err = capsys.readouterr().err
     assert "3 images in this sweep: 0 already done, 3 to make" in err
     assert "sweep 3/3 images 100%" in err.replace("\r", "\n")
-    table = runner.summary_table([(i.id, i.experiment) for i in out.items], out.records)
+    table = runner.summary_table(plan.groups(), out.records)
     assert table.splitlines()[2].split()[:5] == ["g", "3", "2", "1", "0"]
     assert "failed: g/SEED3: generation failed: RuntimeError: injected" in table
 

@@ -31,8 +31,12 @@ examples:
   accelerate launch -m zturbo sweep all --out sweeps/article   # one process per GPU, merged at the end
   zturbo sweep --merge sweeps/article                      # consolidate the manifest shards by hand
 
-Re-running the same command resumes: images already on disk with their recorded hash are skipped.
-The exit code is 1 when any image failed (the summary lists them). Ctrl-C stops after writing the image
+Re-running the same command resumes: images already on disk with their recorded hash are skipped,
+failed ones are retried. A run that would replace images made in the folder with other settings (say the
+same --vary grid at another --size) stops and says what differs: choose another --out or --name, or add
+--overwrite. A precision whose weights cannot be loaded leaves its images pending; when none loads, the
+sweep stops with that one error. The exit code is 1 when any image failed or was not made (the summary
+lists them). Ctrl-C stops after writing the image
 in hand, prints the summary of what was done and exits with 130: run the same command to resume."""
 
 
@@ -73,7 +77,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"refuse sizes above this (default {defaults.MAX_MEGAPIXELS:g})")
     add_model_arguments(p)
     r = p.add_argument_group("running")
-    r.add_argument("--dry-run", action="store_true", help="print the plan (images, shapes, time, disk) and stop")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the plan (images per experiment, shapes, disk, and the time on the device it resolves, "
+                        "saying what the estimate is measured on) and stop")
+    r.add_argument("--overwrite", action="store_true",
+                   help="replace images an earlier run made in --out with other settings (refused without it)")
     r.add_argument("--merge", metavar="DIR", default=None, help="consolidate DIR's manifest shards into manifest.jsonl")
     r.add_argument("--no-merge", action="store_true",
                    help="with several processes: rank 0 does not wait for the others to merge (folders not shared)")
@@ -164,22 +172,40 @@ def _merge(folder: str, quiet: bool) -> int:
     merge(folder)
     sweep = load_sweep(folder)
     print(f"merged into {Path(folder) / 'manifest.jsonl'}")
-    print(summary_table([(i, it["experiment"]) for i, it in sweep.items.items()], sweep.records))
+    print(summary_table([(e["name"], e["items"]) for e in sweep.experiments], sweep.records))
     return 1 if any((sweep.records.get(i) or {}).get("status") != "ok" for i in sweep.items) else 0
 
 
-def _interrupted(out: Path, items: list) -> int:
+def _interrupted(out: Path, plan, items: list) -> int:
     """Ctrl-C: the images made so far are on disk and in the manifest; say what was done and how to go on."""
     from ..sweep import manifest as mf
     from ..sweep.runner import summary_table
 
     records = mf.merged_records(out)
-    print(summary_table([(i.id, i.experiment) for i in items], records))
+    print(summary_table(plan.groups({i.id for i in items}), records))
     done = sum(1 for i in items if (records.get(i.id) or {}).get("status") == "ok")
     print(f"interrupted: {done} of {len(items)} images done and kept in {out} (the manifest is whole); "
           "run the same command again to resume", file=sys.stderr)
     sys.stdout.flush()
     return 130
+
+
+def _device(args, launch):
+    """The device the run loads onto: --device, else one GPU per process when sharded (accelerate's
+    LOCAL_RANK), else the GPU if there is one."""
+    from ..machine import resolve_device
+
+    return resolve_device(args.device, local_rank=launch.local_rank if launch.sharded else None)
+
+
+def _target(args, dev):
+    """What the dry run's time estimate is for: the device the run would use, by name."""
+    import torch
+
+    from ..sweep.plan import Target
+
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
+    return Target(dev.type, name, (args.model or defaults.MODEL_ID) == defaults.TINY_MODEL)
 
 
 def run(args) -> int:
@@ -190,38 +216,39 @@ def run(args) -> int:
 
     from ..sweep import manifest as mf
     from ..sweep.plan import describe, shard
-    from ..sweep.runner import Launch, is_done, run_sweep, say, summary_table
+    from ..sweep.runner import Launch, check_no_overwrite, is_done, run_sweep, say, summary_table
 
     plan = build_plan(args)
     out = Path(args.out) if args.out else _default_out(args)
     launch = Launch.from_env()
+    model = args.model or defaults.MODEL_ID
+    device = _device(args, launch)
     if args.dry_run:
-        print(describe(plan))
+        print(describe(plan, target=_target(args, device)))
         records = mf.merged_records(out) if out.is_dir() else {}
-        done = sum(1 for i in plan.items if is_done(out, i, records.get(i.id), args.model or defaults.MODEL_ID))
+        done = sum(1 for i in plan.items if is_done(out, i, records.get(i.id), model))
         if done:
             print(f"{out}: {done} of {len(plan.items)} images already done (a run resumes from there)")
         if launch.sharded:
             print(f"rank {launch.rank} of {launch.world_size}: {len(shard(plan.items, launch.rank, launch.world_size))} images")
+        sys.stdout.flush()
+        if out.is_dir() and not args.overwrite:
+            check_no_overwrite(plan, out, records, model)  # the run would stop here: say so now
         return 0
 
-    from ..machine import resolve_device
-
-    # one GPU per process under `accelerate launch` (LOCAL_RANK), unless --device names one
-    device = str(resolve_device(args.device, local_rank=launch.local_rank if launch.sharded else None))
     say(plan.step_mapping, args.quiet)
     # every model option the other commands take (--fast, --memory, ...), one load per precision
-    options = load_options(args, device=device)
+    options = load_options(args, device=str(device))
 
     def loader(quant: str):
         return load_engine(options.with_quant(quant), args.quiet)
 
     try:
-        outcome = run_sweep(plan, out, loader=loader, model=args.model or defaults.MODEL_ID, launch=launch,
-                            quiet=args.quiet, merge=not args.no_merge)
+        outcome = run_sweep(plan, out, loader=loader, model=model, launch=launch, quiet=args.quiet,
+                            merge=not args.no_merge, overwrite=args.overwrite)
     except KeyboardInterrupt:
-        return _interrupted(out, shard(plan.items, launch.rank, launch.world_size))
-    print(summary_table([(i.id, i.experiment) for i in outcome.items], outcome.records))
+        return _interrupted(out, plan, shard(plan.items, launch.rank, launch.world_size))
+    print(summary_table(plan.groups({i.id for i in outcome.items}), outcome.records, outcome.not_loaded))
     print(f"sweep folder: {out}")
     sys.stdout.flush()
     return 1 if outcome.any_failed else 0

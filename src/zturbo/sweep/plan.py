@@ -36,12 +36,18 @@ class Item:
     def megapixels(self) -> float:
         return self.params.width * self.params.height / defaults.MEGAPIXEL
 
+    def seconds(self, rates: dict[str, Any]) -> float:
+        """Estimated seconds at `rates` (a defaults.SWEEP_EST_* set): transformer evaluations (guidance > 0
+        runs two per pass) plus a decode."""
+        evals = self.params.steps * (2 if self.params.uses_cfg else 1)
+        mp = self.megapixels
+        s = evals * (rates["pass_s"] + rates["pass_s_per_mp"] * mp) + rates["decode_s_per_mp"] * mp
+        return s * (1.0 if self.quant == "bf16" else rates["gguf_factor"])
+
     @property
     def cost(self) -> float:
-        """Relative work: transformer evaluations x megapixels (guidance > 0 runs two per pass), plus a
-        decode. Used to balance shards and estimate time; never shown as a measurement."""
-        evals = self.params.steps * (2 if self.params.uses_cfg else 1)
-        return (evals * defaults.SWEEP_EST_PASS_S_PER_MP + defaults.SWEEP_EST_DECODE_S_PER_MP) * self.megapixels
+        """Relative work (GPU seconds), to balance shards and drive the progress bar; never shown."""
+        return self.seconds(defaults.SWEEP_EST_GPU)
 
 
 def make_item(experiment: str, file: str, params: GenerationParams, quant: str, axes: dict[str, Any],
@@ -114,19 +120,73 @@ class Plan:
         return {"version": PLAN_VERSION, "prompt_default": self.prompt_default, "prompts": prompts,
                 "step_mapping": self.step_mapping, "model": self.model, "experiments": experiments, "items": items}
 
-    def estimate(self, pending: list[Item] | None = None) -> dict[str, Any]:
-        """Item count, distinct shapes, rough time (bf16 on an H200-class GPU) and worst-case disk."""
+    def estimate(self, pending: list[Item] | None = None, target: Target | None = None) -> dict[str, Any]:
+        """Item count, distinct shapes, rough time on `target` (None when nothing measured fits) and
+        worst-case disk."""
         items = self.items if pending is None else pending
         shapes = sorted({(i.params.width, i.params.height) for i in items}, key=lambda s: (s[0] * s[1], s))
         quants = sorted({i.quant for i in items}, key=quant_order)
+        rates = (target or Target()).rates
+        seconds = None
+        if rates is not None and items:
+            seconds = rates["startup_s"] + rates["load_s"] * len(quants) + sum(i.seconds(rates) for i in items)
         return {
             "items": len(items),
             "shapes": shapes,
             "quants": quants,
             "prompts": len({i.params.prompt for i in items}),
-            "seconds": sum(i.cost for i in items) + defaults.SWEEP_EST_LOAD_S * len(quants),
+            "seconds": seconds,
             "bytes": estimated_bytes(items),
         }
+
+    def groups(self, only: set[str] | None = None) -> list[tuple[str, list[str]]]:
+        """(experiment, item ids) in plan order, restricted to `only`: the one count of images per experiment
+        that the dry run and the summaries print. The quant experiment's base column is shared with the
+        experiments it repeats, so it counts in both rows and once in "all"."""
+        return [(e.name, [i.id for i in e.items if only is None or i.id in only]) for e in self.experiments]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The device a sweep will run on, as far as the time estimate cares: kind (cuda, cpu, mps, or None
+    when not resolved), its name, and whether the model is the tiny demo model."""
+
+    kind: str | None = None
+    name: str = ""
+    tiny: bool = False
+
+    @property
+    def rates(self) -> dict[str, Any] | None:
+        """The measured rates that describe this device, or None (the tiny model on a GPU: not measured)."""
+        if self.tiny:
+            return defaults.SWEEP_EST_TINY_CPU if self.kind in ("cpu", None) else None
+        return defaults.SWEEP_EST_GPU  # on a CPU too, but said to be the GPU's (see time_line)
+
+    def time_line(self, seconds: float | None) -> str:
+        """The dry run's time estimate: which device, which model, and what the numbers are measured on."""
+        rates = self.rates
+        where = self.name or self.kind or ""
+        if rates is None:
+            return (f"estimated time on {where}: not estimated for the tiny demo model on a GPU (a fraction of a "
+                    "second an image; the rates measured are the real model's on a GPU and the tiny model's on a CPU)")
+        t = format_seconds(seconds or 0.0)
+        gguf = f"GGUF quants x{rates['gguf_factor']:g}"
+        if self.tiny:
+            return (f"estimated time on {where or 'cpu'}: {t} for the tiny demo model (rates measured on "
+                    f"{rates['measured_on']}: {rates['pass_s']:g} s + {rates['pass_s_per_mp']:g} s/MP a pass, "
+                    f"{rates['decode_s_per_mp']:g} s/MP a decode, {gguf}, {rates['startup_s']:g} s to start and "
+                    f"{rates['load_s']:g} s a model load; another CPU differs)")
+        basis = (f"bf16 rates measured on an {rates['measured_on']}: {rates['pass_s_per_mp']} s a pass and "
+                 f"{rates['decode_s_per_mp']} s a decode per MP, {gguf}, {rates['load_s']:g} s a model load")
+        card = rates["measured_on"]
+        if self.kind == "cuda" and card.lower() in self.name.lower():
+            return f"estimated time on {self.name}: {t} ({basis})"
+        if self.kind is None:
+            return f"estimated time on an {card} (no device resolved): {t} ({basis})"
+        if self.kind != "cpu":
+            return f"estimated time on {where}: {t} if it runs as fast as an {card} ({basis}; a smaller card is slower)"
+        return (f"no GPU here (cpu): the real model is not estimated on a CPU (minutes an image); on an {card} "
+                f"the sweep would take {t} ({basis})")
 
 
 def estimated_bytes(items: list[Item]) -> int:
@@ -181,21 +241,36 @@ def _short(values: list[Any], most: int = 12) -> str:
     return shown if len(values) <= most else f"{shown}, ... ({len(values)} in all)"
 
 
-def describe(plan: Plan, pending: list[Item] | None = None) -> str:
-    """The --dry-run text."""
-    est = plan.estimate(pending)
+def describe(plan: Plan, pending: list[Item] | None = None, target: Target | None = None) -> str:
+    """The --dry-run text: per experiment the same image counts as the run's closing summary."""
+    target = target or Target()
+    est = plan.estimate(pending, target)
+    only = None if pending is None else {i.id for i in pending}
     lines = []
-    for exp in plan.experiments:
+    for exp, (_, ids) in zip(plan.experiments, plan.groups(only)):
         axes = "; ".join(f"{k}: {_short(v)}" for k, v in exp.axes)
-        lines.append(f"  {exp.name:<11} {len(exp.items):>4} images  {exp.title}  ({axes})")
+        lines.append(f"  {exp.name:<11} {len(ids):>4} images  {exp.title}  ({axes})")
+    shared = shared_note(plan.groups(only))
     shapes = ", ".join(f"{w}x{h}" for w, h in est["shapes"])
     lines += [
+        *([shared] if shared else []),
         f"{est['items']} images, {len(est['shapes'])} distinct shapes ({shapes}), {est['prompts']} prompt(s), "
         f"precision(s): {', '.join(est['quants'])} (one model load each)",
-        f"estimated time: {format_seconds(est['seconds'])} on an H200-class GPU at bf16 "
-        f"({defaults.SWEEP_EST_PASS_S_PER_MP} s a pass and {defaults.SWEEP_EST_DECODE_S_PER_MP} s a decode per MP, "
-        f"{defaults.SWEEP_EST_LOAD_S:g} s a model load; GGUF quants ~1.25x slower, a CPU far slower)",
+        target.time_line(est["seconds"]),
         f"estimated disk: {format_bytes(est['bytes'])} at most",
         plan.step_mapping,
     ]
     return "\n".join(lines)
+
+
+def shared_note(groups: list[tuple[str, list[str]]]) -> str:
+    """Why the experiments' rows add up to more than "all" (the quant experiment's base column)."""
+    seen: set[str] = set()
+    shared = 0
+    for _, ids in groups:
+        shared += sum(1 for i in ids if i in seen)
+        seen.update(ids)
+    if not shared:
+        return ""
+    return (f"  ({shared} image(s) belong to two experiments: the quant experiment's base-precision column is the "
+            "other experiments' own images, counted once in the total)")

@@ -3,8 +3,11 @@
 - An image's record is appended to the manifest only after its PNG is on disk (atomic write, fsync).
 - Re-running resumes: an item whose last record is ok, whose PNG still has the recorded sha256 and whose
   params match the plan is skipped; everything else is (re)made.
-- One failing item (bad value, out of memory, NaN) is recorded as failed and the sweep goes on; a
-  precision that cannot be loaded fails its items and the sweep goes on with the next one.
+- Never overwrites an image an earlier run made with other settings (nor drops an earlier same-named
+  experiment's images from plan.json) unless asked (`overwrite=True`): it says what differs and stops.
+- One failing item (bad value, out of memory, NaN) is recorded as failed and the sweep goes on. A
+  precision that cannot be loaded leaves its items pending (nothing is recorded for them) and the sweep
+  goes on with the next one; when no precision loads, the sweep stops with that one error.
 - Free disk is checked before the first image; a full disk stops the sweep with the manifest whole.
 - Under `accelerate launch` (or torchrun: RANK / WORLD_SIZE / LOCAL_RANK), each process makes its share
   of the items (plan.shard) and appends to manifest.rank<N>.jsonl; rank 0 merges when all are done.
@@ -68,6 +71,7 @@ class Outcome:
     skipped: int = 0
     failed: int = 0
     records: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    not_loaded: dict[str, tuple[Exception, int]] = dataclasses.field(default_factory=dict)  # quant -> (error, images)
 
     @property
     def any_failed(self) -> bool:
@@ -79,10 +83,11 @@ def say(msg: str, quiet: bool = False) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _matches(item: Item, record: dict[str, Any] | None, model: str | None) -> bool:
-    """Does a record describe this item as planned now (same params, precision, model)?"""
-    if not record or record.get("quant") != item.quant:
-        return False
+def _differences(item: Item, record: dict[str, Any], model: str | None) -> dict[str, str]:
+    """What a record made differently from this item as planned now: {"size": "size 64x64 -> 32x32", ...}."""
+    out = {}
+    if record.get("quant") != item.quant:
+        out["quant"] = f"quant {record.get('quant')} -> {item.quant}"
     want, got = item.params.to_dict(), dict(record.get("params") or {})
     for limit in ("max_megapixels",):  # a guard on input, not a knob of the image
         want.pop(limit, None)
@@ -90,13 +95,55 @@ def _matches(item: Item, record: dict[str, Any] | None, model: str | None) -> bo
     if want.get("rng") is None:  # the engine picked the rng and recorded its choice
         got.pop("rng", None)
         want.pop("rng", None)
-    if got != want:
-        return False
+    size = lambda p: f"{p.get('width')}x{p.get('height')}"  # noqa: E731
+    if size(want) != size(got):
+        out["size"] = f"size {size(got)} -> {size(want)}"
+    for key in sorted(set(want) | set(got)):
+        if key not in ("width", "height") and want.get(key) != got.get(key):
+            out[key] = f"{key} {got.get(key)!r} -> {want.get(key)!r}"
     if item.upscale:  # the upscaler makes the image too: another file (or the same name, changed) redoes it
         steps = record.get("upscale") or [{}]
         if steps[-1].get("weights_sha256") != item.upscale.get("sha256"):
-            return False
-    return model is None or (record.get("model") or {}).get("model") == model
+            out["upscaler"] = f"upscaler -> {Path(item.upscale['model']).name}"
+    made_with = (record.get("model") or {}).get("model")
+    if model is not None and made_with != model:
+        out["model"] = f"model {made_with} -> {model}"
+    return out
+
+
+def _matches(item: Item, record: dict[str, Any] | None, model: str | None) -> bool:
+    """Does a record describe this item as planned now (same params, precision, model)?"""
+    return bool(record) and not _differences(item, record, model)
+
+
+def _has_image(folder: Path, record: dict[str, Any] | None) -> bool:
+    return bool(record and record.get("status") == "ok" and record.get("file") and (folder / record["file"]).is_file())
+
+
+def check_no_overwrite(plan: Plan, folder: Path, records: dict[str, dict[str, Any]], model: str | None) -> None:
+    """Refuse a run that would replace an image made with other settings, or drop the images of an earlier
+    experiment of the same name from plan.json (a grid re-run with another --size, say). Same settings
+    resume; failed and missing images are simply made. Another upscaler file re-makes the upscale
+    experiment's upscaled images by design (README: the upscaler's sha256 is part of the item)."""
+    replaced = [(i, _differences(i, records[i.id], model)) for i in plan.items if _has_image(folder, records.get(i.id))]
+    replaced = [(i, [text for key, text in diff.items() if key != "upscaler"]) for i, diff in replaced]
+    replaced = [(i, diff) for i, diff in replaced if diff]
+    if replaced:
+        item, diff = replaced[0]
+        raise InvalidParams(
+            f"{folder} already holds {len(replaced)} image(s) this run would replace with other settings "
+            f"({item.file}: {', '.join(diff)}): give another --out (or --name for a --vary grid) to keep both, "
+            "or add --overwrite to replace them")
+    earlier = mf.read_plan(folder) or {}
+    mine = {e.name: {i.id for i in e.items} for e in plan.experiments}
+    for exp in earlier.get("experiments", []):
+        gone = [i for i in exp.get("items", []) if exp["name"] in mine and i not in mine[exp["name"]]
+                and _has_image(folder, records.get(i))]
+        if gone:
+            raise InvalidParams(
+                f"{folder} already holds an experiment {exp['name']!r} with {len(gone)} image(s) this run does not "
+                f"make (e.g. {records[gone[0]]['file']}): give another --out (or --name for a --vary grid) to keep "
+                "both, or add --overwrite to replace that experiment (its files stay on disk)")
 
 
 def is_done(folder: Path, item: Item, record: dict[str, Any] | None, model: str | None) -> bool:
@@ -149,8 +196,9 @@ def _marker(folder: Path, rank: int) -> Path:
 
 def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, model: str | None = None,
               launch: Launch | None = None, quiet: bool = False, merge: bool = True,
-              poll_seconds: float = 1.0) -> Outcome:
-    """Make every item of `plan` (this process's share of it) into `folder`; see the module docstring."""
+              poll_seconds: float = 1.0, overwrite: bool = False) -> Outcome:
+    """Make every item of `plan` (this process's share of it) into `folder`; see the module docstring.
+    `overwrite`: replace images made in `folder` with other settings (refused otherwise)."""
     launch = launch or Launch()
     folder = Path(folder)
     try:
@@ -164,6 +212,8 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
         _marker(folder, launch.rank).unlink(missing_ok=True)
 
     records = mf.merged_records(folder)
+    if not overwrite:
+        check_no_overwrite(plan, folder, records, model)
     pending = [i for i in mine if not is_done(folder, i, records.get(i.id), model)]
     outcome = Outcome(items=mine, skipped=len(mine) - len(pending))
     check_disk(folder, pending)
@@ -187,6 +237,8 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
         saver.close()
         saver.raise_error()
         finished = "done"
+        if pending and len(outcome.not_loaded) == len({i.quant for i in pending}):
+            raise _nothing_loaded(outcome.not_loaded, folder)
     finally:
         saver.close()  # on Ctrl-C too: the image already made is written before we stop
         bar.close()
@@ -326,17 +378,28 @@ def _run_precision(quant: str, group: list[Item], loader: EngineLoader, folder: 
         bar.working_on(f"loading {quant}")
         engine = loader(quant)
         bar.loaded()
-    except ZTurboError as exc:
-        bar.write(f"cannot load {quant}: {exc}; its {len(group)} images are recorded as failed")
-        for item in group:
-            saver.append(item, _record(item, "failed", error=f"loading {quant}: {exc}", rank=rank))
-            outcome.failed += 1
+    except ZTurboError as exc:  # weights missing or damaged: nothing of this precision can be made
+        outcome.not_loaded[quant] = (exc, len(group))
         return
     for item in group:
         bar.working_on(item.id[-40:])
         ok = _make(item, engine, saver, rank)
         outcome.made += ok
         outcome.failed += not ok
+
+
+def _nothing_loaded(not_loaded: dict[str, tuple[Exception, int]], folder: Path) -> ZTurboError:
+    """The one error of a sweep that could load no precision: the first failure in full (it says what to
+    do), the others by name, with the gist of the first different cause."""
+    (quant, (first, _)), *rest = not_loaded.items()
+    same = [q for q, (exc, _) in rest if str(exc) == str(first)]
+    other = [(q, exc) for q, (exc, _) in rest if str(exc) != str(first)]
+    text = f"cannot load {', '.join([quant, *same])}: {str(first).rstrip('.')}"
+    if other:
+        gist = str(other[0][1]).split(". ")[0].rstrip(".")
+        text += f" ({', '.join(q for q, _ in other)} could not be loaded either: {gist})"
+    return type(first)(f"{text}. Nothing was made; {folder} keeps its plan: run the same command again once "
+                       "the model loads")
 
 
 def _release_memory() -> None:
@@ -403,29 +466,31 @@ def _wait_for_shards(folder: Path, world_size: int, quiet: bool, poll_seconds: f
         time.sleep(poll_seconds)
 
 
-def summary_table(items: list[tuple[str, str]], records: dict[str, dict[str, Any]]) -> str:
-    """One line per experiment: images, ok, failed, pending, seconds per image, total seconds.
-    `items` are (item id, experiment) pairs in plan order."""
-    rows = [("experiment", "images", "ok", "failed", "pending", "s/image", "total")]
-    by_exp: dict[str, list[str]] = {}
-    for item_id, experiment in items:
-        by_exp.setdefault(experiment, []).append(item_id)
-    total = [0, 0, 0, 0, 0.0]
-    for name, group in by_exp.items():
-        recs = [records.get(i) for i in group]
+def summary_table(groups: list[tuple[str, list[str]]], records: dict[str, dict[str, Any]],
+                  not_loaded: dict[str, tuple[Any, int]] | None = None) -> str:
+    """One line per experiment: images, ok, failed, pending, seconds per image, total seconds; "all" counts
+    each image once. `groups` are (experiment, item ids) in plan order (Plan.groups: the dry run's counts)."""
+    from .plan import shared_note
+
+    def row(name: str, ids: list[str]) -> tuple[tuple[str, ...], float]:
+        recs = [records.get(i) for i in ids]
         ok = [r for r in recs if r and r.get("status") == "ok"]
         failed = sum(1 for r in recs if r and r.get("status") == "failed")
         secs = sum(r.get("seconds") or 0 for r in ok)
-        rows.append((name, str(len(group)), str(len(ok)), str(failed), str(len(group) - len(ok) - failed),
-                     f"{secs / len(ok):.2f}" if ok else "-", format_seconds(secs)))
-        for k, v in enumerate((len(group), len(ok), failed, len(group) - len(ok) - failed, secs)):
-            total[k] += v
-    rows.append(("all", str(total[0]), str(total[1]), str(total[2]), str(total[3]),
-                 f"{total[4] / total[1]:.2f}" if total[1] else "-", format_seconds(total[4])))
+        return (name, str(len(ids)), str(len(ok)), str(failed), str(len(ids) - len(ok) - failed),
+                f"{secs / len(ok):.2f}" if ok else "-", format_seconds(secs)), secs
+
+    every = list(dict.fromkeys(i for _, ids in groups for i in ids))
+    rows = [("experiment", "images", "ok", "failed", "pending", "s/image", "total")]
+    rows += [row(name, ids)[0] for name, ids in groups] + [row("all", every)[0]]
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
-    failed = [(i, records[i].get("error")) for i, _ in items if (records.get(i) or {}).get("status") == "failed"]
+    if note := shared_note(groups):
+        lines.append(note.strip())
+    for quant, (error, count) in (not_loaded or {}).items():
+        lines.append(f"not made: {count} {quant} image(s), {quant} could not be loaded: {error}")
+    failed = [(i, records[i].get("error")) for i in every if (records.get(i) or {}).get("status") == "failed"]
     for item_id, error in failed[:10]:
         lines.append(f"failed: {item_id}: {error}")
     if len(failed) > 10:
