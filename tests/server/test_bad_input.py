@@ -152,6 +152,12 @@ def test_the_native_api_refuses_unknown_fields(refusing, field):
     assert "steps" in r.json()["detail"]  # it lists the fields it knows
 
 
+def test_many_unknown_fields_get_one_short_line(refusing):
+    r = post(refusing, "/api/jobs", {"prompt": "x", **{f"field{i}" * 20: i for i in range(400)}})
+    assert_refused(refusing, r, "unknown field 'field0field0")
+    assert "and 397 more" in r.json()["detail"]
+
+
 def test_the_openai_endpoint_still_ignores_openai_fields(client):
     r = post(client, "/v1/images/generations", {"prompt": "x", **SMALL, "quality": "hd", "style": "vivid",
                                                 "user": "me", "\ud800": 1})
@@ -212,3 +218,27 @@ def test_the_largest_history_offset_is_an_empty_page(refusing):
 def test_odd_paths_are_404(refusing, path):
     r = refusing.get(path)
     assert r.status_code == 404 and r.json()["detail"]
+
+
+@pytest.mark.parametrize("length", [b"\xb2", b"1\xb9", b"-1", b"1e3", b" 12"])
+def test_a_content_length_that_is_not_ascii_digits_is_400(length):
+    """'²'.isdigit() is True but int('²') fails: the security middleware must not 500 on it."""
+    import asyncio
+
+    from zturbo.server.security import SecurityMiddleware
+
+    async def app(scope, receive, send):
+        raise AssertionError("a bad Content-Length reached the app")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/api/jobs",
+             "headers": [(b"host", b"127.0.0.1"), (b"content-length", length)]}
+    asyncio.run(SecurityMiddleware(app, token=None, max_body=100)(scope, receive, send))
+    assert sent[0]["status"] == 400 and b"Content-Length" in sent[1]["body"]

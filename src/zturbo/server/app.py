@@ -52,6 +52,7 @@ def error(status: int, message: str, kind: str, headers: dict | None = None) -> 
     return JSONResponse({"detail": message, "error": {"message": message, "type": kind}}, status, headers=headers)
 
 
+MAX_ERRORS_SAID = 3
 QUERY_RANGES = {"offset": (0, MAX_OFFSET), "limit": (1, defaults.SERVER_HISTORY_MAX_PAGE)}
 EXAMPLE_BODY = '{"prompt": "a red fox"}'
 
@@ -82,7 +83,7 @@ def schema_message(e: dict[str, Any], fields: list[str]) -> str:
                 f"(got {reprlib.repr(e.get('input'))})")
     where = ".".join(str(x) for x in loc[1:]) if loc and loc[0] in ("body", "query", "path") else ".".join(map(str, loc))
     if kind == "extra_forbidden":
-        return f"{where}: unknown field (the fields are {', '.join(fields)})"
+        return f"unknown field {reprlib.repr(where)} (the fields are {', '.join(fields)})"
     if loc and loc[0] == "query" and where in QUERY_RANGES:
         lo, hi = QUERY_RANGES[where]
         return f"{where} must be a whole number in {lo}..{hi}, got {reprlib.repr(e.get('input'))}"
@@ -181,6 +182,8 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     async def _schema(_, exc):
         fields = list(JobRequest.model_fields)
         parts = list(dict.fromkeys(schema_message(e, fields) for e in exc.errors()))
+        if len(parts) > MAX_ERRORS_SAID:  # a body of 10,000 unknown fields gets one line, not 10,000
+            parts = parts[:MAX_ERRORS_SAID] + [f"and {len(parts) - MAX_ERRORS_SAID} more"]
         return error(422, "; ".join(parts) or "invalid request", "invalid_request_error")
 
     @app.exception_handler(QueueFull)
