@@ -12,7 +12,7 @@ import re
 import reprlib
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import defaults, geometry
 from ..errors import InvalidParams
@@ -52,6 +52,12 @@ class OpenAIImageRequest(Knobs):
                                                   "or give width and height")
     response_format: Literal["b64_json", "url"] = Field("b64_json", description="image bytes inline, or a URL")
     model: Optional[str] = Field(None, description="ignored: the server runs the model it loaded")
+
+    @field_validator("n", "response_format", mode="before")
+    @classmethod
+    def _null_is_the_default(cls, value: Any, info) -> Any:
+        # OpenAI's schema allows null for these, meaning the default; its clients send it
+        return cls.model_fields[info.field_name].default if value is None else value
 
 
 def _whole(name: str, value: Any) -> int:
