@@ -21,6 +21,7 @@ import base64
 import contextlib
 import json
 import reprlib
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -64,7 +65,7 @@ def body_error(cause: BaseException | None) -> str | None:
     if isinstance(cause, RecursionError):
         return "the body is not valid JSON (nested too deeply)"
     if isinstance(cause, ValueError) and "digits" in str(cause):
-        return "the body is not valid JSON (a number has more than 4300 digits)"
+        return f"the body is not valid JSON (a number has more than {sys.get_int_max_str_digits()} digits)"
     return None
 
 
