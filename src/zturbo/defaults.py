@@ -64,7 +64,8 @@ SERVER_QUEUE_BOUND = 16  # jobs waiting behind the running one; more get HTTP 50
 SERVER_RETRY_AFTER_S = 5  # Retry-After on a 503 (queue full)
 SERVER_MAX_BODY_BYTES = 64 * 1024  # request body cap: a prompt is text, 64 KiB is plenty
 SERVER_MAX_IMAGES = 4  # images per request (n)
-SERVER_HISTORY_PAGE = 24  # images per /api/history page (max 200)
+SERVER_HISTORY_PAGE = 24  # images per /api/history page
+SERVER_HISTORY_MAX_PAGE = 200  # the largest ?limit= a client may ask for
 SERVER_JOBS_KEPT = 500  # finished jobs remembered in memory (images stay in the history)
 SERVER_PREVIEW_PX = 96  # longest side of a pass preview (JPEG data URL)
 SERVER_SHUTDOWN_GRACE_S = 10.0  # how long shutdown waits for the cancelled job to stop

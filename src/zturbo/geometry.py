@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 
 from . import defaults
 from .errors import InvalidParams
@@ -38,7 +39,11 @@ def check_side(name: str, value: int) -> None:
 def check_size(width: int, height: int, max_megapixels: float = defaults.MAX_MEGAPIXELS) -> None:
     check_side("width", width)
     check_side("height", height)
-    mp = width * height / defaults.MEGAPIXEL
+    try:
+        mp = width * height / defaults.MEGAPIXEL
+    except OverflowError:  # sides hundreds of digits long (JSON allows them)
+        raise InvalidParams(f"{reprlib.repr(width)}x{reprlib.repr(height)} is far above the "
+                            f"{max_megapixels:g} MP cap (1 MP = 1024x1024)") from None
     if mp > max_megapixels + 1e-9:
         raise InvalidParams(
             f"{width}x{height} is {mp:.2f} MP, above the {max_megapixels:g} MP cap "
@@ -50,8 +55,12 @@ def parse_size(text: str) -> tuple[int, int]:
     """'1280x720' -> (1280, 720): width first, as everywhere in zturbo."""
     m = _SIZE_RE.match(text)
     if not m:
-        raise InvalidParams(f"size {text!r} is not WIDTHxHEIGHT, e.g. 1024x1024 or 720x1280")
-    return int(m.group(1)), int(m.group(2))
+        raise InvalidParams(f"size {reprlib.repr(text)} is not WIDTHxHEIGHT, e.g. 1024x1024 or 720x1280")
+    try:
+        return int(m.group(1)), int(m.group(2))
+    except ValueError:  # over Python's 4,300-digit limit for int()
+        raise InvalidParams(f"size {reprlib.repr(text)} has a side thousands of digits long: "
+                            "give WIDTHxHEIGHT in pixels, e.g. 1024x1024") from None
 
 
 def parse_aspect(text: str) -> float:

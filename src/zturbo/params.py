@@ -81,9 +81,13 @@ class GenerationParams:
                 f"(Turbo is distilled for {defaults.STEPS})"
             )
         try:
+            if isinstance(self.guidance, bool):  # True is not 1.0 (JSON's true reaches here from the server)
+                raise TypeError
             guidance = float(self.guidance)
         except (TypeError, ValueError):
             raise InvalidParams(f"guidance must be a number, got {self.guidance!r}") from None
+        except OverflowError:  # an int too large for a float
+            guidance = math.inf
         if not math.isfinite(guidance):
             raise InvalidParams(f"guidance must be a finite number, got {self.guidance!r}")
         if guidance < 0:

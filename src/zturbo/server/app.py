@@ -20,6 +20,8 @@ import asyncio
 import base64
 import contextlib
 import json
+import reprlib
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -34,7 +36,7 @@ from starlette.exceptions import HTTPException
 from .. import __version__, defaults, geometry
 from ..errors import InvalidParams
 from ..metadata import generate_command
-from .history import History
+from .history import MAX_OFFSET, History
 from .jobs import CANCELLED, DONE, JobQueue, QueueFull
 from .schemas import JobRequest, OpenAIImageRequest, to_params
 from .security import SecurityMiddleware, normalize_origin
@@ -46,7 +48,47 @@ MEGAPIXELS = (0.25, 0.5, 1.0, 2.0)
 
 def error(status: int, message: str, kind: str, headers: dict | None = None) -> JSONResponse:
     """One error shape for both APIs: OpenAI's {"error": {...}} plus FastAPI's {"detail"}."""
+    # a message may quote a lone surrogate the client sent (an unknown field's name): UTF-8 cannot carry it
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return JSONResponse({"detail": message, "error": {"message": message, "type": kind}}, status, headers=headers)
+
+
+MAX_ERRORS_SAID = 3
+QUERY_RANGES = {"offset": (0, MAX_OFFSET), "limit": (1, defaults.SERVER_HISTORY_MAX_PAGE)}
+EXAMPLE_BODY = '{"prompt": "a red fox"}'
+
+
+def body_error(cause: BaseException | None) -> str | None:
+    """Why FastAPI could not parse a JSON body ("There was an error parsing the body" says nothing)."""
+    if isinstance(cause, UnicodeDecodeError):
+        return "the body is not valid JSON (it is not UTF-8 text)"
+    if isinstance(cause, RecursionError):
+        return "the body is not valid JSON (nested too deeply)"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return f"the body is not valid JSON (a number has more than {sys.get_int_max_str_digits()} digits)"
+    return None
+
+
+def schema_message(e: dict[str, Any], fields: list[str]) -> str:
+    """One pydantic error as one line that names the field (and the allowed range for query params)."""
+    kind, loc = e.get("type"), tuple(e.get("loc", ()))
+    if kind == "json_invalid":  # its loc is a character offset: say what it means
+        return (f"the body is not valid JSON ({e.get('ctx', {}).get('error', 'decode error')} "
+                f"at character {loc[-1] if loc else '?'})")
+    if loc == ("body",):
+        if kind == "string_unicode":  # a field name holding a lone surrogate
+            return f"unknown field {reprlib.repr(e.get('input'))} (the fields are {', '.join(fields)})"
+        if kind == "missing":
+            return f"the body is empty: send a JSON object, e.g. {EXAMPLE_BODY}, with Content-Type: application/json"
+        return (f"the body must be a JSON object, e.g. {EXAMPLE_BODY}, sent with Content-Type: application/json "
+                f"(got {reprlib.repr(e.get('input'))})")
+    where = ".".join(str(x) for x in loc[1:]) if loc and loc[0] in ("body", "query", "path") else ".".join(map(str, loc))
+    if kind == "extra_forbidden":
+        return f"unknown field {reprlib.repr(where)} (the fields are {', '.join(fields)})"
+    if loc and loc[0] == "query" and where in QUERY_RANGES:
+        lo, hi = QUERY_RANGES[where]
+        return f"{where} must be a whole number in {lo}..{hi}, got {reprlib.repr(e.get('input'))}"
+    return f"{where}: {e.get('msg')}" if where else str(e.get("msg"))
 
 
 def safe_image_path(out_dir: Path, name: str) -> Path | None:
@@ -139,14 +181,10 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
 
     @app.exception_handler(RequestValidationError)
     async def _schema(_, exc):
-        parts = []
-        for e in exc.errors():
-            if e.get("type") == "json_invalid":  # its loc is a character offset: say what it means
-                parts.append(f"the body is not valid JSON ({e.get('ctx', {}).get('error', 'decode error')} "
-                             f"at character {e.get('loc', ('', '?'))[-1]})")
-                continue
-            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-            parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+        fields = list(JobRequest.model_fields)
+        parts = list(dict.fromkeys(schema_message(e, fields) for e in exc.errors()))
+        if len(parts) > MAX_ERRORS_SAID:  # a body of 10,000 unknown fields gets one line, not 10,000
+            parts = parts[:MAX_ERRORS_SAID] + [f"and {len(parts) - MAX_ERRORS_SAID} more"]
         return error(422, "; ".join(parts) or "invalid request", "invalid_request_error")
 
     @app.exception_handler(QueueFull)
@@ -155,12 +193,14 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
 
     @app.exception_handler(HTTPException)
     async def _http(_, exc):
+        if exc.status_code == 400 and (message := body_error(exc.__cause__)):
+            return error(400, message, "invalid_request_error")
         return error(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "http_error")
 
     def job_or_404(job_id: str):
         job = jobs.get(job_id)
         if job is None:
-            raise HTTPException(404, f"no job {job_id!r} (finished jobs are forgotten after a restart; "
+            raise HTTPException(404, f"no job {reprlib.repr(job_id)} (finished jobs are forgotten after a restart; "
                                      "their images stay in /api/history)")
         return job
 
@@ -252,8 +292,8 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
                             headers={"Cache-Control": "private, max-age=31536000, immutable"})
 
     @app.get("/api/history", summary="Generated images, newest first, with recipes")
-    async def get_history(offset: int = Query(0, ge=0),
-                          limit: int = Query(defaults.SERVER_HISTORY_PAGE, ge=1, le=200)):
+    async def get_history(offset: int = Query(0, ge=0, le=MAX_OFFSET),
+                          limit: int = Query(defaults.SERVER_HISTORY_PAGE, ge=1, le=defaults.SERVER_HISTORY_MAX_PAGE)):
         items = [history_item(r, out_dir) for r in history.page(offset, limit)]
         total = history.count()
         return {"total": total, "offset": offset, "limit": limit, "items": items,

@@ -16,6 +16,8 @@ from typing import Any
 from .. import defaults
 from ..errors import InvalidParams
 
+MAX_OFFSET = 2**63 - 1  # SQLite's largest integer: a larger OFFSET is an OverflowError, not an empty page
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS images (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

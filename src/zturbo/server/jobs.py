@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import defaults
 from ..errors import Cancelled, OutOfMemory, ZTurboError
-from ..params import GenerationParams
+from ..params import GenerationParams, seed_series
 from .history import History
 from .preview import preview_data_url
 
@@ -41,6 +41,7 @@ class Job:
         self.id = secrets.token_hex(8)
         self.params = params
         self.n = n
+        self.seeds = seed_series(params.seed, n)  # InvalidParams when they would pass 2^64-1: never queued
         self.state = QUEUED
         self.created = time.time()
         self.started: float | None = None
@@ -60,9 +61,6 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.state in FINISHED
-
-    def seeds(self) -> list[int]:
-        return [(self.params.seed + i) % (defaults.MAX_SEED + 1) for i in range(self.n)]
 
     def view(self) -> dict[str, Any]:
         """What GET /api/jobs/{id} returns. Seeds as strings: JSON numbers lose precision above 2^53."""
@@ -251,7 +249,7 @@ class JobQueue:
         if job.cancel_requested.is_set():
             raise Cancelled("cancelled before it started")
         results = []
-        for i, seed in enumerate(job.seeds()):
+        for i, seed in enumerate(job.seeds):
             if job.cancel_requested.is_set():
                 raise Cancelled("cancelled")
             done_before = i * job.params.steps

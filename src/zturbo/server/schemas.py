@@ -1,30 +1,39 @@
 """Request and response shapes (they also make the OpenAPI docs).
 
 Knob fields are typed loosely on purpose: GenerationParams checks them, so the server accepts and
-refuses exactly what the CLI does, with the same messages (seeds may be strings above 2^53).
+refuses exactly what the CLI does, with the same messages (seeds may be strings above 2^53). What
+only JSON can carry (true/false where a number goes, a float seed, a lone surrogate, a misspelt
+field) is refused here, before anything is queued.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+import re
+import reprlib
+from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import defaults, geometry
 from ..errors import InvalidParams
-from ..params import GenerationParams
+from ..params import GenerationParams, seed_series
 
-Seed = Optional[Union[int, str]]
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SEED_CHARS = 100  # a seed string longer than this cannot be a seed (2^64-1 has 20 digits)
 
 
 class Knobs(BaseModel):
-    prompt: str = Field(..., description="what to draw")
-    negative_prompt: str = Field("", description="only acts with guidance > 0")
+    # the native API refuses unknown fields: a typo ("stepz") would otherwise silently get the default
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Any = Field(..., description="what to draw (text)")
+    negative_prompt: Any = Field("", description="only acts with guidance > 0")
     steps: Any = Field(defaults.STEPS, description=f"transformer passes, {defaults.MIN_STEPS}..{defaults.MAX_STEPS}")
     guidance: Any = Field(defaults.GUIDANCE, description="CFG scale; 0 is Turbo's setting, > 0 doubles the cost")
-    seed: Seed = Field(None, description="0..2^64-1, a number or a string; random when left out")
+    seed: Any = Field(None, description="0..2^64-1, a whole number or a string of one; random when left out. "
+                                        "With n images the seeds are seed..seed+n-1, never past 2^64-1")
     n: Any = Field(1, description=f"images, seeds S..S+n-1 (1..{defaults.SERVER_MAX_IMAGES})")
-    rng: Optional[Literal["cuda", "cpu"]] = Field(None, description="where the starting noise is drawn")
+    rng: Any = Field(None, description="where the starting noise is drawn: 'cuda' or 'cpu'")
     width: Any = Field(None, description=f"multiple of 16 (default {defaults.WIDTH})")
     height: Any = Field(None, description=f"multiple of 16 (default {defaults.HEIGHT})")
 
@@ -37,23 +46,53 @@ class OpenAIImageRequest(Knobs):
     """POST /v1/images/generations: OpenAI's schema plus zturbo's knobs. Unknown fields (model,
     quality, style, user...) are accepted and ignored, so OpenAI clients work unchanged."""
 
+    model_config = ConfigDict(extra="ignore")
+
     size: Optional[str] = Field(None, description=f"WxH or 'auto' (default {defaults.WIDTH}x{defaults.HEIGHT}); "
                                                   "or give width and height")
     response_format: Literal["b64_json", "url"] = Field("b64_json", description="image bytes inline, or a URL")
     model: Optional[str] = Field(None, description="ignored: the server runs the model it loaded")
 
+    @field_validator("n", "response_format", mode="before")
+    @classmethod
+    def _null_is_the_default(cls, value: Any, info) -> Any:
+        # OpenAI's schema allows null for these, meaning the default; its clients send it
+        return cls.model_fields[info.field_name].default if value is None else value
+
 
 def _whole(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidParams(f"{name} must be a whole number, got {value!r}")
+        raise InvalidParams(f"{name} must be a whole number, got {reprlib.repr(value)}")
     return value
+
+
+def _text(name: str, value: Any) -> Any:
+    # valid JSON ("\ud800"), but not Unicode text: the tokenizer, the PNG and the JSON reply would all fail on it
+    bad = _SURROGATE.search(value) if isinstance(value, str) else None
+    if bad:
+        raise InvalidParams(f"{name} contains an invalid character (lone surrogate U+{ord(bad.group()):04X} "
+                            f"at position {bad.start()}): send valid Unicode text")
+    return value
+
+
+def _seed(value: Any) -> Any:
+    """JSON's seed: a whole number or a string of one (exact above 2^53). A float may already be rounded,
+    and true is not 1: both are refused rather than guessed."""
+    if value is None or isinstance(value, str) and len(value) <= _SEED_CHARS:
+        return value
+    if isinstance(value, str):
+        raise InvalidParams(f"seed {reprlib.repr(value)} is {len(value)} characters long: a seed is a whole "
+                            f"number in 0..2^64-1 ({defaults.MAX_SEED})")
+    return _whole("seed", value)
 
 
 def to_params(req: Knobs, max_megapixels: float) -> tuple[GenerationParams, int]:
     """The request as validated GenerationParams and an image count; InvalidParams otherwise."""
+    _text("prompt", req.prompt)
+    _text("negative_prompt", req.negative_prompt)
     n = _whole("n", req.n)
     if not 1 <= n <= defaults.SERVER_MAX_IMAGES:
-        raise InvalidParams(f"n {n} is outside 1..{defaults.SERVER_MAX_IMAGES} images per request")
+        raise InvalidParams(f"n {reprlib.repr(n)} is outside 1..{defaults.SERVER_MAX_IMAGES} images per request")
     width, height, size = req.width, req.height, req.size
     if size is not None and (width is not None or height is not None):
         raise InvalidParams("give size or width/height, not both")
@@ -61,7 +100,8 @@ def to_params(req: Knobs, max_megapixels: float) -> tuple[GenerationParams, int]
         width, height = geometry.parse_size(size)
     params = GenerationParams(
         prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps, guidance=req.guidance,
-        seed=req.seed, width=defaults.WIDTH if width is None else width,
+        seed=_seed(req.seed), width=defaults.WIDTH if width is None else width,
         height=defaults.HEIGHT if height is None else height, rng=req.rng, max_megapixels=max_megapixels,
     )
+    seed_series(params.seed, n)  # S..S+n-1 must all be seeds: refused now, never queued
     return params, n

@@ -101,7 +101,7 @@ class SecurityMiddleware:
                                            "(allow one with --allow-origin)")
         length = headers.get("content-length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):  # '²'.isdigit() is True, int('²') a ValueError
                 return await _reply(send, 400, "bad Content-Length")
             if int(length) > self.max_body:
                 return await _reply(send, 413, f"request body over {self.max_body} bytes")
