@@ -1,10 +1,14 @@
-"""Where --fast's time goes on a workload of many shapes (the article's experiments), per compile strategy.
+"""--fast on a workload of many shapes: the article's five bf16 experiments (50 images, 24 shapes), plain
+against each --fast tier, compile included, on a cold and on a warm compile cache.
 
 Random weights of the real architecture (zturbo.benchmark.randmodel: they time like the checkpoint), one
-process, one variant after another with torch._dynamo.reset() between them and a fresh Inductor cache
-per variant (cold) unless --warm. For each variant: seconds per image in the order given, the sum, and
-how many Dynamo compiles happened. On the device machine:
-    PYTHONPATH=src python3 bench/fast_shapes.py --experiments resolution guidance aspect --json $OUT/x.json
+process, one variant after another with torch._dynamo.reset() between them. Variants: plain | fast | fp8
+(zturbo's apply_fast tiers, each on a fresh Inductor cache: cold) and fast-warm | fp8-warm (the same tier
+again on the cache the cold run filled: what a second `zturbo sweep` pays). For each: seconds per image in
+plan order, the sum, and Dynamo's frame counts. On the device machine:
+    PYTHONPATH=src python3 bench/fast_shapes.py --json $OUT/fast_shapes.json
+(`static`/`dynamic` are the two compile strategies bench/fast_shapes_static_vs_dynamic_H200.json compared,
+with the VAE decoder compiled as --fast did then.)
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ def items(names):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--experiments", nargs="+", default=["resolution", "guidance", "aspect"])
-    ap.add_argument("--variants", nargs="+", default=["plain", "static", "dynamic"])
+    ap.add_argument("--experiments", nargs="+", default=["steps", "guidance", "seeds", "aspect", "resolution"])
+    ap.add_argument("--variants", nargs="+", default=["plain", "fast", "fast-warm", "fp8", "fp8-warm"])
     ap.add_argument("--sort", action="store_true", help="run the items grouped by shape")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -49,9 +53,13 @@ def main() -> None:
     res = {"card": torch.cuda.get_device_name(dev), "torch": torch.__version__, "command": " ".join(sys.argv),
            "images": len(work), "shapes": len({(p.width, p.height, p.uses_cfg) for _, p in work}), "variants": {}}
     print(json.dumps({k: res[k] for k in ("card", "images", "shapes")}), flush=True)
+    caches: dict[str, str] = {}
     for variant in args.variants:
         torch._dynamo.reset()
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-")
+        tier = variant.removesuffix("-warm")
+        if not variant.endswith("-warm") or tier not in caches:
+            caches[tier] = tempfile.mkdtemp(prefix="inductor-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = caches[tier]
         from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
 
         tr = transformer_from_state(state, cfg, dev)
@@ -59,13 +67,12 @@ def main() -> None:
                            text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, transformer=tr)
         eng = Engine(LoadedModel(p, ModelInfo(model="random", source="bench", quant="bf16", label="random")))
         feats = []
-        if variant != "plain":
-            vae = "novae" not in variant
-            feats = apply_fast(p, fp8="fp8" in variant, compile=False, compile_vae=vae, graphs="nograph" not in variant)
-            if "dynamic" in variant:
-                tr.compile_repeated_blocks(fullgraph=True, dynamic=True)
-            else:
-                tr.compile_repeated_blocks(fullgraph=True)
+        if tier in ("static", "dynamic"):
+            feats = apply_fast(p, "lossless", compile=False, compile_vae=True)
+            tr.compile_repeated_blocks(fullgraph=True, dynamic=tier == "dynamic")
+            eng.unpadded_prompts = True
+        elif tier != "plain":
+            feats = apply_fast(p, "fp8" if tier == "fp8" else "lossless")
             eng.unpadded_prompts = True
         from torch._dynamo.utils import counters
 

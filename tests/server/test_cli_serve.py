@@ -97,3 +97,32 @@ def test_a_bad_allow_origin_fails_before_the_port_check_and_the_load(capsys, tmp
         assert main(["serve", "--model", "tiny", "--port", str(port), "--allow-origin", "mybox",
                      "--out", str(tmp_path)]) == 2
     assert "is not an origin like http://host:port" in capsys.readouterr().err
+
+
+def test_warm_up_compiles_before_ready_only_when_something_compiles(capsys):
+    from zturbo.cli.common import warm_up
+    from zturbo.speed import Feature
+
+    calls = []
+
+    class Fake:
+        speed = [Feature("compile", True, "regional compile")]
+
+        def generate(self, params):
+            calls.append((params.width, params.height, params.guidance))
+
+    assert warm_up(Fake(), [(1024, 1024), (720, 1280)]) is not None
+    assert calls == [(1024, 1024, 0.0), (1024, 1024, 1.0), (720, 1280, 0.0)]  # guidance > 0 compiles once more
+    assert "warming up --fast at 1024x1024, 720x1280" in capsys.readouterr().err
+    Fake.speed = [Feature("compile", False, "no CUDA GPU")]
+    calls.clear()
+    assert warm_up(Fake(), [(1024, 1024)]) is None and calls == []
+
+
+def test_a_bad_warm_up_size_fails_before_the_load(capsys, tmp_path, monkeypatch):
+    import zturbo.cli.common as common
+
+    monkeypatch.setattr(common, "load_engine", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    assert main(["serve", "--model", "tiny", "--port", str(free_port()), "--warm-up", "1000x1000",
+                 "--out", str(tmp_path)]) == 2
+    assert "--warm-up: width 1000 is not a multiple of 16" in capsys.readouterr().err

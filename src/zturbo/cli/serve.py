@@ -43,6 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"jobs allowed to wait (default {defaults.SERVER_QUEUE_BOUND}); more get HTTP 503")
     s.add_argument("--max-megapixels", type=float, default=defaults.MAX_MEGAPIXELS,
                    help=f"refuse sizes above this (default {defaults.MAX_MEGAPIXELS:g})")
+    s.add_argument("--warm-up", default=f"{defaults.WIDTH}x{defaults.HEIGHT}", metavar="WxH[,WxH]",
+                   help="with --fast/--fp8: generate at these sizes before saying ready, so that the first request "
+                        "does not pay the compile (default %(default)s; other sizes then only capture a CUDA graph); "
+                        "'none' skips it")
     common.add_model_arguments(p)
 
 
@@ -75,6 +79,20 @@ def check_port(host: str, port: int) -> None:
                                 "or stop what is using it") from None
 
 
+def _warm_up_sizes(text: str, max_megapixels: float) -> list[tuple[int, int]]:
+    from .. import geometry
+
+    if text.strip().lower() == "none":
+        return []
+    try:
+        sizes = [geometry.parse_size(x) for x in text.split(",")]
+        for w, h in sizes:
+            geometry.check_size(w, h, max_megapixels)
+    except InvalidParams as exc:
+        raise InvalidParams(f"--warm-up: {exc}") from None
+    return sizes
+
+
 def run(args) -> int:
     if not 1 <= args.port <= 65535:
         raise InvalidParams(f"--port {args.port} is outside 1..65535")
@@ -93,8 +111,10 @@ def run(args) -> int:
         except ValueError as exc:
             raise InvalidParams(f"--allow-origin: {exc}") from None
     options = common.load_options(args)  # bad model options fail before the port check and the load
+    warm_sizes = _warm_up_sizes(args.warm_up, args.max_megapixels)
     check_port(args.host, args.port)
     engine = common.load_engine(options)
+    common.warm_up(engine, warm_sizes)
     app = create_app(engine, args.out, token=token, allow_origins=args.allow_origin, bound_host=args.host,
                      queue_bound=args.queue, max_megapixels=args.max_megapixels)
     for line in warnings_for(args.host, token, args.allow_origin):
