@@ -81,6 +81,16 @@ def pick_attention_backend(device: torch.device, backends=defaults.ATTENTION_BAC
     return "native", "SDPA (torch's own choice of kernel)" + (f"; not available: {', '.join(skipped)}" if skipped else "")
 
 
+def compiled(features) -> bool:
+    """Did apply_fast compile the blocks (its `compile` feature is on)?"""
+    return any(f.name == "compile" and f.on for f in features)
+
+
+def eager():
+    """A context in which compiled blocks run eagerly, compiling nothing new (torch.compiler's stance)."""
+    return torch.compiler.set_stance("force_eager")
+
+
 def _compiled(module: torch.nn.Module) -> bool:
     return getattr(module, "_compiled_call_impl", None) is not None
 
