@@ -59,6 +59,8 @@ def test_aspect_preset(tmp_path):
 @pytest.mark.parametrize("args,msg", [
     (["--width", "1000"], "width 1000 is not a multiple of 16 (VAE 8x × patch 2): use 992 or 1008"),
     (["--size", "0x64"], "width must be positive"),
+    (["--width", "0", "--height", "64"], "error: width must be positive, got 0\n"),  # 0 is not "the default"
+    (["--width", "64", "--height", "0"], "error: height must be positive, got 0\n"),
     (["--size", "4096x4096"], "above the 4 MP cap"),
     (["--steps", "0"], "steps 0 is outside 1..100"),
     (["--steps", "101"], "steps 101 is outside 1..100"),

@@ -80,7 +80,9 @@ def _size(args, base: dict) -> tuple[int, int]:
         return geometry.parse_size(args.size)
     if args.aspect is not None:
         return geometry.size_for_aspect(args.aspect, 1.0 if args.megapixels is None else args.megapixels)
-    return (args.width or base.get("width", defaults.WIDTH), args.height or base.get("height", defaults.HEIGHT))
+    # `is None`, not `or`: a typed 0 is refused like any bad width, never replaced by the default
+    width = args.width if args.width is not None else base.get("width", defaults.WIDTH)
+    return width, args.height if args.height is not None else base.get("height", defaults.HEIGHT)
 
 
 def build_params(args) -> tuple[GenerationParams, dict]:
