@@ -114,3 +114,38 @@ def test_rng_cuda_without_a_gpu_is_refused_not_swapped(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "needs a CUDA device" in err and "--rng" not in err.split("error:")[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_output_file_is_kept_unless_overwrite_is_given(tmp_path, capsys):
+    out = tmp_path / "fox.png"
+    out.write_bytes(b"precious")
+    args = ("generate", "x", "--size", "32x32", "--steps", "1", "-o", str(out), *TINY)
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {out} already exists: pass --overwrite to replace it, or give another -o\n"
+    assert out.read_bytes() == b"precious"
+    assert run_cli(*args, "--overwrite") == 0
+    assert read_recipe(out)["params"]["prompt"] == "x"
+
+
+def test_from_never_overwrites_its_source_unless_asked(tmp_path, capsys):
+    a = tmp_path / "a.png"
+    assert run_cli("generate", "a robot", "--size", "32x32", "--steps", "2", "--seed", "3", "-o", str(a), *TINY) == 0
+    before = a.read_bytes()
+    assert run_cli("generate", "--from", str(a), "--seed", "4", "-o", str(a), *TINY[-1:]) == 2
+    assert "already exists: pass --overwrite" in capsys.readouterr().err and a.read_bytes() == before
+    assert run_cli("generate", "--from", str(a), "--seed", "4", "-o", str(a), "--overwrite", *TINY[-1:]) == 0
+    assert read_recipe(a)["params"]["seed"] == 4
+
+
+def test_several_images_check_every_name_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    import zturbo.cli.generate as generate
+
+    def never(*a, **k):
+        raise AssertionError("the model was loaded although an output would be refused")
+
+    monkeypatch.setattr(generate, "load_engine", never)
+    (tmp_path / "x_6.png").write_bytes(b"keep")
+    assert run_cli("generate", "x", "--seed", "5", "-n", "3", "-o", str(tmp_path / "x.png"), *TINY) == 2
+    assert f"error: {tmp_path / 'x_6.png'} already exists: pass --overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_6.png"]

@@ -12,6 +12,7 @@ from ..errors import InvalidParams
 from ..metadata import read_recipe
 from ..params import GenerationParams
 from .common import add_model_arguments, load_engine, say, unique_paths
+from .output import OVERWRITE_HELP, refuse_existing
 from .upscale import load_upscaler, upscale_result
 
 HELP = "generate image(s) from a prompt"
@@ -57,7 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("-o", "--out", default=None,
-                   help=f"a .png file, or a folder (default ./{defaults.OUTPUT_DIR}/)")
+                   help=f"a .png file (NAME_SEED.png for each of several images), or a folder where new names "
+                        f"are picked (default ./{defaults.OUTPUT_DIR}/)")
+    o.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     o.add_argument("--from", dest="from_image", metavar="IMAGE.png", default=None,
                    help="re-run the recipe stored in a zturbo PNG (flags given here override it)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
@@ -153,6 +156,7 @@ def run(args) -> int:
     for note in params.notes():
         say(f"note: {note}", args.quiet)
     targets = output_paths(args.out, [params.seed + i for i in range(args.num_images)])  # a bad -o fails fast
+    refuse_existing(targets, args.overwrite)  # the --from image too: it was read already, but is kept unless asked
     upscaler = load_upscaler(args)  # before the pipeline: a bad upscaler file fails fast
     engine = load_engine(model_opts["model"], model_opts["quant"], model_opts["gguf"], args.device, args.quiet,
                          fast=args.fast, gguf_mode=args.gguf_mode, memory=args.memory, vram_budget=args.vram_budget)
