@@ -149,3 +149,15 @@ def test_several_images_check_every_name_before_the_model_loads(tmp_path, capsys
     assert run_cli("generate", "x", "--seed", "5", "-n", "3", "-o", str(tmp_path / "x.png"), *TINY) == 2
     assert f"error: {tmp_path / 'x_6.png'} already exists: pass --overwrite" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x_6.png"]
+
+
+def test_a_float32_run_records_fp32_not_bf16_and_from_reproduces_it(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert run_cli("generate", "a robot", "--size", "32x32", "--steps", "2", "--seed", "8", "-o", str(a), *TINY) == 0
+    im = Image.open(a)
+    model = json.loads(im.text["zturbo"])["model"]
+    assert (model["quant"], model["dtype"]) == ("fp32", "float32")
+    assert "Quant: fp32" in im.text["parameters"] and "bf16" not in im.text["parameters"]
+    assert run_cli("generate", "--from", str(a), "-o", str(b), "--quiet") == 0
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+    assert read_recipe(b)["model"]["quant"] == "fp32"

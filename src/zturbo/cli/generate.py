@@ -97,9 +97,12 @@ def build_params(args) -> tuple[GenerationParams, dict]:
         base = dict(recipe["params"])
         m = recipe.get("model", {})
         if args.model is None and args.gguf is None and args.quant is None:
-            model_opts = {"model": m.get("model"), "quant": m.get("quant"), "gguf": None}
-            if m.get("quant") == "gguf":
+            quant = m.get("quant")
+            model_opts = {"model": m.get("model"), "quant": quant, "gguf": None}
+            if quant == "gguf":
                 model_opts.update(quant=None, gguf=m.get("weights_file"))
+            elif quant in ("fp32", "fp16"):  # unquantised weights (the tiny model's float32): --quant bf16's load
+                model_opts.update(quant="bf16")
     prompt = args.prompt
     if args.prompt_file:
         if prompt is not None:
