@@ -72,6 +72,7 @@ def test_aspect_preset(tmp_path):
     (["--aspect", "16:9", "--megapixels", "0"], "megapixels must be positive, got 0"),
     (["-o", "fox.jpg"], "zturbo writes PNG (the recipe lives in its text chunks): use fox.png or a folder"),
     (["--num-images", "0"], "at least 1"),
+    (["--upscale-scale", "2"], "--upscale-scale goes with --upscale FILE"),  # was dropped silently
     (["--device", "nodevice"], "is not a torch device"),
 ])
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, args, msg):

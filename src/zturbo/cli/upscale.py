@@ -121,11 +121,13 @@ def run(args) -> int:
 # -- zturbo generate --upscale FILE --------------------------------------------------------------
 def load_upscaler(args):
     """The upscaler `generate --upscale` asked for (None without one), checked before generating."""
+    scale = args.upscale_scale
     if not getattr(args, "upscale", None):
+        if scale is not None:  # a typed value is never dropped silently
+            raise InvalidParams("--upscale-scale goes with --upscale FILE (the upscaler model to run)")
         return None
     from ..upscale import Upscaler, check_file
 
-    scale = args.upscale_scale
     if scale is not None and scale <= 0:
         raise InvalidParams(f"--upscale-scale {scale:g}: use a positive factor such as 2 or 4")
     check_file(args.upscale)
