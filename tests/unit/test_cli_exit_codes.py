@@ -1,7 +1,7 @@
 """One exit-code rule for every command (README, Generate): 2 = bad input, 1 = a failure.
 
-2: an option or value zturbo refuses, an input that does not exist or is of a kind the command does not
-take, an output file that exists (without --overwrite). 1: weights that are missing (not in the cache,
+2: an option or value zturbo refuses, an input image or folder that does not exist, a file of a kind the
+command does not take, an output file that exists (without --overwrite). 1: weights that are missing (not in the cache,
 or a weights path that does not exist) or damaged, out of memory, a failed generation or write."""
 
 import pytest

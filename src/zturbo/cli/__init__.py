@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="zturbo",
         description="Run Z-Image-Turbo on your own GPU, and find out what every knob does.",
+        epilog="exit status (every command): 0 done, 2 bad input (a refused value or option, a missing input image or folder, "
+               "an existing -o file), 1 a failure (weights missing or damaged, out of memory, a failed "
+               "generation or write), 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"zturbo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

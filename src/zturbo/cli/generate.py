@@ -25,6 +25,7 @@ examples:
   zturbo generate "a red fox" --fast                    # compile + FP8 + fastest attention (GPU)
   zturbo generate "a red fox" --quant q8 --gguf-mode fp8  # Q8 file at FP8 speed, ~its own memory
   zturbo generate "a red fox" --model tiny -o fox.png   # offline demo model (noise by design)
+  zturbo generate "a red fox" --model tiny --quant q8   # offline GGUF path: a tiny Q8_0 file written on the fly
   zturbo generate --from fox.png                        # re-run the recipe stored in an image
   zturbo generate "a red fox" --vram-budget 8           # fit an 8 GB card: auto picks offload and tiling
   zturbo doctor                                         # what auto would choose on this GPU, and why
