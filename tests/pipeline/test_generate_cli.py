@@ -39,8 +39,8 @@ def test_from_reproduces_an_image(tmp_path):
     assert read_recipe(b)["params"] == read_recipe(a)["params"]
     # a flag given with --from overrides the recipe
     c = tmp_path / "c.png"
-    assert run_cli("generate", "--from", str(a), "--seed", "10", "-o", str(c), *TINY[-1:]) == 0
-    assert read_recipe(c)["params"]["seed"] == 10
+    assert run_cli("generate", "--from", str(a), "--seed", "10", "--guidance", "0", "-o", str(c), *TINY[-1:]) == 0
+    assert (read_recipe(c)["params"]["seed"], read_recipe(c)["params"]["guidance"]) == (10, 0)  # 0 is a value
 
 
 def test_num_images_and_folder_output(tmp_path):
