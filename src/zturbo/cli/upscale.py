@@ -98,7 +98,8 @@ def run(args) -> int:
     if args.overlap < 0:
         raise InvalidParams(f"--overlap {args.overlap}: use 0 or more pixels")
     file = output_file(args.out, args.images)
-    refuse_existing([file] if file is not None else [], args.overwrite)  # (the input itself even with --overwrite)
+    if file is not None:  # (upscale_file refuses the input image itself even with --overwrite)
+        refuse_existing([file], args.overwrite)
     check_file(args.model)  # before anything slow
     say(f"loading {args.model} ...", args.quiet)
     up = Upscaler.load(args.model, device=args.device, precision=args.precision)
