@@ -14,9 +14,10 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -73,7 +74,19 @@ class Result:
                 out[k] += v
         return dict(out)
 
-    def save(self, targets: list[str | Path]) -> list[Path]:
+    def save(self, targets: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+        """Write each image with its recipe: one path for a one-image result, else a list of one path per
+        image. Like Image.save, an existing file is replaced (the CLI asks for --overwrite first)."""
+        if isinstance(targets, (str, os.PathLike)):
+            targets = [targets]  # not iterated: a str would be one file per character
+        targets, n = list(targets), len(self.images)
+        wrong = [t for t in targets if not isinstance(t, (str, os.PathLike))]
+        if wrong:
+            raise InvalidParams(f"save() takes paths (str or Path), got {type(wrong[0]).__name__}")
+        if len(targets) != n:
+            want = "one path" if n == 1 else f"a list of {n} paths, one per image"
+            raise InvalidParams(f"this result holds {n} image{'s' * (n != 1)}: save() takes {want}, "
+                                f"got {len(targets)}")
         return [save_png(im, t, rc) for im, t, rc in zip(self.images, targets, self.recipes)]
 
 

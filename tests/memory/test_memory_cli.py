@@ -33,7 +33,7 @@ def test_doctor_reports_on_a_cpu_machine(capsys):
         assert part in text, part
     assert main(["doctor", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["gpu"] is None and report["auto"]["precisions_on_disk"] == ["bf16"]
+    assert report["gpu"] is None and report["auto"]["precisions_on_disk"] == []  # an empty cache
     assert set(report["auto"]["cards_1mp"]) == {"8 GB", "12 GB", "16 GB", "24 GB", "48 GB", "80 GB"}
 
 

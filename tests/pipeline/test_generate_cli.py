@@ -39,8 +39,8 @@ def test_from_reproduces_an_image(tmp_path):
     assert read_recipe(b)["params"] == read_recipe(a)["params"]
     # a flag given with --from overrides the recipe
     c = tmp_path / "c.png"
-    assert run_cli("generate", "--from", str(a), "--seed", "10", "-o", str(c), *TINY[-1:]) == 0
-    assert read_recipe(c)["params"]["seed"] == 10
+    assert run_cli("generate", "--from", str(a), "--seed", "10", "--guidance", "0", "-o", str(c), *TINY[-1:]) == 0
+    assert (read_recipe(c)["params"]["seed"], read_recipe(c)["params"]["guidance"]) == (10, 0)  # 0 is a value
 
 
 def test_num_images_and_folder_output(tmp_path):
@@ -59,6 +59,8 @@ def test_aspect_preset(tmp_path):
 @pytest.mark.parametrize("args,msg", [
     (["--width", "1000"], "width 1000 is not a multiple of 16 (VAE 8x × patch 2): use 992 or 1008"),
     (["--size", "0x64"], "width must be positive"),
+    (["--width", "0", "--height", "64"], "error: width must be positive, got 0\n"),  # 0 is not "the default"
+    (["--width", "64", "--height", "0"], "error: height must be positive, got 0\n"),
     (["--size", "4096x4096"], "above the 4 MP cap"),
     (["--steps", "0"], "steps 0 is outside 1..100"),
     (["--steps", "101"], "steps 101 is outside 1..100"),
@@ -70,6 +72,7 @@ def test_aspect_preset(tmp_path):
     (["--aspect", "16:9", "--megapixels", "0"], "megapixels must be positive, got 0"),
     (["-o", "fox.jpg"], "zturbo writes PNG (the recipe lives in its text chunks): use fox.png or a folder"),
     (["--num-images", "0"], "at least 1"),
+    (["--upscale-scale", "2"], "--upscale-scale goes with --upscale FILE"),  # was dropped silently
     (["--device", "nodevice"], "is not a torch device"),
 ])
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, args, msg):
@@ -112,3 +115,50 @@ def test_rng_cuda_without_a_gpu_is_refused_not_swapped(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "needs a CUDA device" in err and "--rng" not in err.split("error:")[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_output_file_is_kept_unless_overwrite_is_given(tmp_path, capsys):
+    out = tmp_path / "fox.png"
+    out.write_bytes(b"precious")
+    args = ("generate", "x", "--size", "32x32", "--steps", "1", "-o", str(out), *TINY)
+    assert run_cli(*args) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {out} already exists: pass --overwrite to replace it, or give another -o\n"
+    assert out.read_bytes() == b"precious"
+    assert run_cli(*args, "--overwrite") == 0
+    assert read_recipe(out)["params"]["prompt"] == "x"
+
+
+def test_from_never_overwrites_its_source_unless_asked(tmp_path, capsys):
+    a = tmp_path / "a.png"
+    assert run_cli("generate", "a robot", "--size", "32x32", "--steps", "2", "--seed", "3", "-o", str(a), *TINY) == 0
+    before = a.read_bytes()
+    assert run_cli("generate", "--from", str(a), "--seed", "4", "-o", str(a), *TINY[-1:]) == 2
+    assert "already exists: pass --overwrite" in capsys.readouterr().err and a.read_bytes() == before
+    assert run_cli("generate", "--from", str(a), "--seed", "4", "-o", str(a), "--overwrite", *TINY[-1:]) == 0
+    assert read_recipe(a)["params"]["seed"] == 4
+
+
+def test_several_images_check_every_name_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    import zturbo.cli.generate as generate
+
+    def never(*a, **k):
+        raise AssertionError("the model was loaded although an output would be refused")
+
+    monkeypatch.setattr(generate, "load_engine", never)
+    (tmp_path / "x_6.png").write_bytes(b"keep")
+    assert run_cli("generate", "x", "--seed", "5", "-n", "3", "-o", str(tmp_path / "x.png"), *TINY) == 2
+    assert f"error: {tmp_path / 'x_6.png'} already exists: pass --overwrite" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_6.png"]
+
+
+def test_a_float32_run_records_fp32_not_bf16_and_from_reproduces_it(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert run_cli("generate", "a robot", "--size", "32x32", "--steps", "2", "--seed", "8", "-o", str(a), *TINY) == 0
+    im = Image.open(a)
+    model = json.loads(im.text["zturbo"])["model"]
+    assert (model["quant"], model["dtype"]) == ("fp32", "float32")
+    assert "Quant: fp32" in im.text["parameters"] and "bf16" not in im.text["parameters"]
+    assert run_cli("generate", "--from", str(a), "-o", str(b), "--quiet") == 0
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+    assert read_recipe(b)["model"]["quant"] == "fp32"

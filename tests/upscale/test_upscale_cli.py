@@ -89,3 +89,18 @@ def test_generate_then_upscale_in_one_run(compact, tmp_path, capsys):
     assert main(["generate", "--from", str(big), "--device", "cpu", "-q", "-o", str(tmp_path / "again.png")]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "again.png")),
                                   np.asarray(Image.open(tmp_path / "native.png")))
+
+
+def test_an_existing_output_file_is_kept_unless_overwrite_is_given(fox, compact, tmp_path, capsys, monkeypatch):
+    import zturbo.upscale as upscale
+
+    out = tmp_path / "big.png"
+    out.write_bytes(b"precious")
+    load = upscale.Upscaler.load
+    monkeypatch.setattr(upscale.Upscaler, "load", lambda *a, **k: pytest.fail("loaded before checking -o"))
+    assert main(["upscale", str(fox), "--model", str(compact), "-o", str(out), "-q"]) == 2
+    assert capsys.readouterr().err == f"error: {out} already exists: pass --overwrite to replace it, or give another -o\n"
+    assert out.read_bytes() == b"precious"
+    monkeypatch.setattr(upscale.Upscaler, "load", load)
+    assert main(["upscale", str(fox), "--model", str(compact), "-o", str(out), "-q", "--overwrite"]) == 0
+    assert Image.open(out).size == (96, 64)

@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="zturbo",
         description="Run Z-Image-Turbo on your own GPU, and find out what every knob does.",
+        epilog="exit status (every command): 0 done, 2 bad input (a refused value or option, a missing input image or folder, "
+               "an existing -o file), 1 a failure (weights missing or damaged, out of memory, a failed "
+               "generation or write), 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"zturbo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -47,13 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # a mistyped option of a subcommand: point at that subcommand's --help, not zturbo's
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

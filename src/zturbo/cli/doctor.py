@@ -6,7 +6,7 @@ import importlib.util
 import json
 import platform
 import sys
-from importlib import metadata
+from pathlib import Path
 
 from .. import defaults
 
@@ -37,13 +37,9 @@ def add_arguments(p) -> None:
 
 
 def _versions() -> dict:
-    out = {"python": platform.python_version(), "platform": platform.platform(terse=True)}
-    for name in ("zturbo", "torch", "diffusers", "transformers", "accelerate", "gguf", "huggingface_hub", "triton"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    from ..machine import versions  # the one list every recipe records, plus the extras doctor shows
+
+    return {"platform": platform.platform(terse=True), **versions(extra=True)}
 
 
 def _gpu() -> dict | None:
@@ -61,11 +57,11 @@ def _gpu() -> dict | None:
 
 def _weights(model: str) -> dict:
     """The hub repo's snapshots and the GGUF files in the Hugging Face cache (no network)."""
-    from huggingface_hub import scan_cache_dir
+    from huggingface_hub import constants, scan_cache_dir
 
     out = {"hub_repo": {"repo": model, "snapshots": []}, "gguf": {}, "cache": None}
     try:
-        info = scan_cache_dir()
+        info = scan_cache_dir(constants.HF_HUB_CACHE)  # read now (scan_cache_dir's default is bound at import)
     except Exception as exc:  # no cache folder yet
         out["cache"] = f"no Hugging Face cache ({type(exc).__name__})"
         return out
@@ -76,7 +72,10 @@ def _weights(model: str) -> dict:
             for rev in repo.revisions:
                 out["hub_repo"]["snapshots"].append(
                     {"revision": rev.commit_hash[:12], "gb": round(rev.size_on_disk / 1e9, 2),
-                     "files": len(rev.files), "path": str(rev.snapshot_path)})
+                     "files": len(rev.files), "path": str(rev.snapshot_path),
+                     # a GGUF run caches only the configs: bf16 is on disk once the transformer's weights are
+                     "bf16_weights": any(Path(f.file_path).parent.name == "transformer"
+                                         and f.file_name.endswith(".safetensors") for f in rev.files)})
         elif repo.repo_id == defaults.GGUF_REPO:
             for rev in repo.revisions:
                 for f in rev.files:
@@ -106,11 +105,21 @@ def _speedups(gpu: dict | None) -> dict:
     return out
 
 
-def _auto(model: str, gpu: dict | None, vram_budget: float | None) -> dict:
+def _on_disk(model: str, weights: dict) -> list[str]:
+    """The precisions whose weights are on this disk now (auto's candidates also count bf16 without them:
+    the hub repo is needed anyway, so it is downloaded on first use)."""
+    if model == defaults.TINY_MODEL:
+        return list(defaults.QUANTS)  # built in memory / written on the fly
+    bf16 = (Path(model).expanduser() / "model_index.json").is_file() or \
+        any(s["bf16_weights"] for s in weights["hub_repo"]["snapshots"])
+    return ["bf16"] * bf16 + [q for q in defaults.GGUF_FILES if q in weights["gguf"]]
+
+
+def _auto(model: str, gpu: dict | None, vram_budget: float | None, weights: dict) -> dict:
     from ..memory import available_quants, choose
 
     quants = available_quants(model)
-    out = {"precisions_on_disk": list(quants)}
+    out = {"precisions_on_disk": _on_disk(model, weights), "candidates": list(quants)}
     if gpu:
         budget = gpu["free_gb"] if vram_budget is None else min(gpu["free_gb"], vram_budget)
         out["here_1mp"] = choose(budget, 1.0, "auto", None, quants, capped=vram_budget is not None).reason
@@ -121,8 +130,8 @@ def _auto(model: str, gpu: dict | None, vram_budget: float | None) -> dict:
 
 
 def collect(model: str = defaults.MODEL_ID, vram_budget: float | None = None) -> dict:
-    gpu = _gpu()
-    return {"gpu": gpu, "auto": _auto(model, gpu, vram_budget), "weights": _weights(model),
+    gpu, weights = _gpu(), _weights(model)
+    return {"gpu": gpu, "auto": _auto(model, gpu, vram_budget, weights), "weights": weights,
             "speedups": _speedups(gpu), "versions": _versions()}
 
 
@@ -137,7 +146,8 @@ def _print(r: dict) -> None:
     a = r["auto"]
     print("memory auto, 1024x1024")
     print(f"  here: {a['here_1mp']}")
-    print(f"  precisions on disk: {', '.join(a['precisions_on_disk'])}")
+    print(f"  precisions on disk: {', '.join(a['precisions_on_disk']) or 'none'}"
+          + ("" if "bf16" in a["precisions_on_disk"] else " (auto plans for bf16 too: downloaded on first use)"))
     print("  on a card with (about 0.5 GB taken by the CUDA context):")
     for size, label in a["cards_1mp"].items():
         print(f"    {size:>6}: {label}")

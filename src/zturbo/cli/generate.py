@@ -12,6 +12,7 @@ from ..errors import InvalidParams
 from ..metadata import read_recipe
 from ..params import GenerationParams
 from .common import add_model_arguments, load_engine, load_options, say, unique_paths
+from .output import OVERWRITE_HELP, refuse_existing
 from .upscale import load_upscaler, upscale_result
 
 HELP = "generate image(s) from a prompt"
@@ -21,9 +22,11 @@ examples:
   zturbo generate "a red fox in the snow" --seed 42
   zturbo generate "a city at night" --aspect 16:9 --megapixels 1.0 --num-images 4
   zturbo generate "a red fox" --quant q8                # the article's Q8 GGUF
-  zturbo generate "a red fox" --fast                    # compile + FP8 + fastest attention (GPU)
-  zturbo generate "a red fox" --quant q8 --gguf-mode fp8  # Q8 file at FP8 speed, ~its own memory
+  zturbo generate "a red fox" --fast                    # lossless: compile, fused blocks, CUDA graphs (GPU)
+  zturbo generate "a red fox" --fp8                     # + FP8 GEMMs: faster, lossy (a trade you choose)
+  zturbo generate "a red fox" --quant q8 --gguf-mode fp8  # Q8 file at FP8 speed, ~its own memory (lossy)
   zturbo generate "a red fox" --model tiny -o fox.png   # offline demo model (noise by design)
+  zturbo generate "a red fox" --model tiny --quant q8   # offline GGUF path: a tiny Q8_0 file written on the fly
   zturbo generate --from fox.png                        # re-run the recipe stored in an image
   zturbo generate "a red fox" --vram-budget 8           # fit an 8 GB card: auto picks offload and tiling
   zturbo doctor                                         # what auto would choose on this GPU, and why
@@ -57,7 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("-o", "--out", default=None,
-                   help=f"a .png file, or a folder (default ./{defaults.OUTPUT_DIR}/)")
+                   help=f"a .png file (NAME_SEED.png for each of several images), or a folder where new names "
+                        f"are picked (default ./{defaults.OUTPUT_DIR}/)")
+    o.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     o.add_argument("--from", dest="from_image", metavar="IMAGE.png", default=None,
                    help="re-run the recipe stored in a zturbo PNG (flags given here override it)")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
@@ -80,7 +85,9 @@ def _size(args, base: dict) -> tuple[int, int]:
         return geometry.parse_size(args.size)
     if args.aspect is not None:
         return geometry.size_for_aspect(args.aspect, 1.0 if args.megapixels is None else args.megapixels)
-    return (args.width or base.get("width", defaults.WIDTH), args.height or base.get("height", defaults.HEIGHT))
+    # `is None`, not `or`: a typed 0 is refused like any bad width, never replaced by the default
+    width = args.width if args.width is not None else base.get("width", defaults.WIDTH)
+    return width, args.height if args.height is not None else base.get("height", defaults.HEIGHT)
 
 
 def build_params(args) -> tuple[GenerationParams, dict]:
@@ -92,9 +99,12 @@ def build_params(args) -> tuple[GenerationParams, dict]:
         base = dict(recipe["params"])
         m = recipe.get("model", {})
         if args.model is None and args.gguf is None and args.quant is None:
-            model_opts = {"model": m.get("model"), "quant": m.get("quant"), "gguf": None}
-            if m.get("quant") == "gguf":
+            quant = m.get("quant")
+            model_opts = {"model": m.get("model"), "quant": quant, "gguf": None}
+            if quant == "gguf":
                 model_opts.update(quant=None, gguf=m.get("weights_file"))
+            elif quant in ("fp32", "fp16"):  # unquantised weights (the tiny model's float32): --quant bf16's load
+                model_opts.update(quant="bf16")
     prompt = args.prompt
     if args.prompt_file:
         if prompt is not None:
@@ -151,6 +161,7 @@ def run(args) -> int:
     for note in params.notes():
         say(f"note: {note}", args.quiet)
     targets = output_paths(args.out, [params.seed + i for i in range(args.num_images)])  # a bad -o fails fast
+    refuse_existing(targets, args.overwrite)  # the --from image too: it was read already, but is kept unless asked
     upscaler = load_upscaler(args)  # before the pipeline: a bad upscaler file fails fast
     engine = load_engine(load_options(args, **model_opts), args.quiet)
 

@@ -131,7 +131,7 @@ def build_plan(args):
             seed=defaults.SWEEP_SEED if seed is None else seed,
             steps=defaults.SWEEP_STEPS if args.steps is None else args.steps,
             size=geometry.parse_size(args.size) if args.size else defaults.SWEEP_SIZE,
-            megapixels=args.megapixels or 1.0,
+            megapixels=1.0 if args.megapixels is None else args.megapixels,  # a typed 0 is refused, not 1.0
             ladder_base=geometry.parse_size(args.ladder_base) if args.ladder_base else defaults.SWEEP_LADDER_BASE,
             quant=base_quant, quants=quants, rng=args.rng, max_megapixels=args.max_megapixels,
             upscaler=args.upscaler,

@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import defaults
 from ..errors import InvalidParams
 from .common import say, unique_paths
+from .output import OVERWRITE_HELP, refuse_existing
 
 HELP = "upscale image(s) with an ESRGAN/SPAN/SwinIR/... model (generate near native, then upscale)"
 DESCRIPTION = f"""Upscale images with any super-resolution model spandrel recognises (ESRGAN, Real-ESRGAN,
@@ -41,16 +42,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: bf16 (else fp16) on a GPU where the architecture supports it, fp32 on a CPU")
     p.add_argument("--device", default=None, help="torch device: cuda, cuda:1, cpu. Default: the GPU if there is one")
     p.add_argument("-o", "--out", default=None,
-                   help=f"a .png file (one input), or a folder (default ./{defaults.OUTPUT_DIR}/); "
-                        "names are IMAGE_x<scale>.png, never overwriting")
+                   help=f"a .png file (one input), or a folder (default ./{defaults.OUTPUT_DIR}/) where names "
+                        "are IMAGE_x<scale>.png, numbered past existing files")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
+def output_file(out: str | None, images: list[str]) -> Path | None:
+    """The -o file, or None when the outputs go to a folder."""
+    if not (out and out.lower().endswith(".png")):
+        return None
+    if len(images) > 1:
+        raise InvalidParams(f"-o {out} names one file but {len(images)} images were given: give a folder")
+    return Path(out)
+
+
 def output_paths(out: str | None, images: list[str], scale_label: str) -> list[Path]:
-    if out and out.lower().endswith(".png"):
-        if len(images) > 1:
-            raise InvalidParams(f"-o {out} names one file but {len(images)} images were given: give a folder")
-        return [Path(out)]
+    file = output_file(out, images)
+    if file is not None:
+        return [file]
     folder = Path(out or defaults.OUTPUT_DIR)
     return unique_paths(folder, [f"{Path(image).stem}_x{scale_label}" for image in images])
 
@@ -87,6 +97,9 @@ def run(args) -> int:
         raise InvalidParams(f"--scale {args.scale:g}: use a positive factor such as 2 or 4")
     if args.overlap < 0:
         raise InvalidParams(f"--overlap {args.overlap}: use 0 or more pixels")
+    file = output_file(args.out, args.images)
+    if file is not None:  # (upscale_file refuses the input image itself even with --overwrite)
+        refuse_existing([file], args.overwrite)
     check_file(args.model)  # before anything slow
     say(f"loading {args.model} ...", args.quiet)
     up = Upscaler.load(args.model, device=args.device, precision=args.precision)
@@ -109,11 +122,13 @@ def run(args) -> int:
 # -- zturbo generate --upscale FILE --------------------------------------------------------------
 def load_upscaler(args):
     """The upscaler `generate --upscale` asked for (None without one), checked before generating."""
+    scale = args.upscale_scale
     if not getattr(args, "upscale", None):
+        if scale is not None:  # a typed value is never dropped silently
+            raise InvalidParams("--upscale-scale goes with --upscale FILE (the upscaler model to run)")
         return None
     from ..upscale import Upscaler, check_file
 
-    scale = args.upscale_scale
     if scale is not None and scale <= 0:
         raise InvalidParams(f"--upscale-scale {scale:g}: use a positive factor such as 2 or 4")
     check_file(args.upscale)

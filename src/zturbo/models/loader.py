@@ -32,7 +32,7 @@ class ModelInfo:
 
     model: str  # hub id, local folder, or "tiny"
     source: str  # "hub" | "local" | "tiny"
-    quant: str  # "bf16" | "q8" | "q4" | "q2" | "gguf" (a --gguf file)
+    quant: str  # "q8" | "q4" | "q2" | "gguf" (a --gguf file), or unquantised weights' precision: "bf16" | "fp32" | "fp16"
     label: str
     revision: str | None = None  # hub snapshot commit
     weights_file: str | None = None  # the GGUF file, when one is used
@@ -45,6 +45,16 @@ class ModelInfo:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def recorded_quant(quant: str, gguf, dtype: torch.dtype) -> str:
+    """ModelInfo.quant: the GGUF's quant, or for unquantised weights the precision they really run in
+    (the tiny model is float32: its recipe must not say bf16)."""
+    if gguf and quant == "bf16":
+        return "gguf"
+    if quant != "bf16":
+        return quant
+    return {torch.float32: "fp32", torch.float16: "fp16"}.get(dtype, "bf16")
 
 
 @dataclasses.dataclass
@@ -235,7 +245,7 @@ def load_pipeline(
             weights_hash = _state_hash(comps["transformer"])
         pipe = ZImagePipeline(**comps)
         info = ModelInfo(
-            model=model, source="tiny", quant="gguf" if gguf and quant == "bf16" else quant,
+            model=model, source="tiny", quant=recorded_quant(quant, gguf, dtype),
             label=tiny.LABEL, weights_file=str(gguf_path) if gguf_path else None,
             weights_sha256=weights_hash, dtype=str(dtype).removeprefix("torch."),
         )
@@ -287,7 +297,7 @@ def load_pipeline(
         revision = snap.name if snap else None
     info = ModelInfo(
         model=str(local.resolve()) if is_local else model, source=source,
-        quant="gguf" if gguf and quant == "bf16" else quant,
+        quant=recorded_quant(quant, gguf, dtype),
         label=f"Z-Image-Turbo ({model})", revision=revision, weights_file=weights_file,
         weights_sha256=weights_hash, dtype=str(dtype).removeprefix("torch."),
     )

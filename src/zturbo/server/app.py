@@ -113,7 +113,7 @@ def cli_command(recipe: dict[str, Any]) -> str:
 def precision(model: dict[str, Any]) -> str:
     """What the UI shows: the GGUF quant, or the weights' dtype for unquantised weights."""
     quant, dtype = model.get("quant"), model.get("dtype", "bfloat16")
-    return dtype if quant in (None, "bf16") else f"{quant} (compute {dtype})"
+    return f"{quant} (compute {dtype})" if quant == "gguf" or quant in defaults.GGUF_FILES else dtype
 
 
 def history_item(row: dict[str, Any], out_dir: Path) -> dict[str, Any]:
