@@ -137,9 +137,6 @@ class Engine:
         hidden = args[0] if args else None
         self._evaluations += len(hidden) if isinstance(hidden, (list, tuple)) else 1
 
-    def _sync(self) -> None:
-        machine.sync(self.device)
-
     # -- stage 1-2: the prompt ----------------------------------------------------------------
     def chat_text(self, prompt: str) -> str:
         return self.pipe.tokenizer.apply_chat_template(
@@ -252,12 +249,12 @@ class Engine:
             torch.cuda.reset_peak_memory_stats(self.device)
 
         # 1-2. prompt -> tokens -> Qwen3 hidden states (cached)
-        self._sync()
+        machine.sync(self.device)
         t0 = time.perf_counter()
         cached = params.prompt in self._prompt_cache
         enc = self.encode_prompt(params.prompt)
         neg = self.encode_prompt(params.negative_prompt) if params.uses_cfg else None
-        self._sync()
+        machine.sync(self.device)
         timings["text_encoding"] = 0.0 if cached and (neg is None) else time.perf_counter() - t0
         if enc.truncated:
             warnings.append(
@@ -292,7 +289,7 @@ class Engine:
             guidance_scale=params.guidance, generator=generator, output_type="latent",
             callback_on_step_end=step_end,
         ).images
-        self._sync()
+        machine.sync(self.device)
         timings["denoising"] = time.perf_counter() - t0
         passes, evaluations = self._passes, self._evaluations
         if pipe.interrupt:
@@ -305,7 +302,7 @@ class Engine:
         z = latents.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor + pipe.vae.config.shift_factor
         decoded = pipe.vae.decode(z, return_dict=False)[0]
         image = to_pil(decoded, pipe.image_processor.config.do_normalize)
-        self._sync()
+        machine.sync(self.device)
         timings["decoding"] = time.perf_counter() - t0
 
         black = int(np.asarray(image).max()) < defaults.BLACK_MAX_VALUE

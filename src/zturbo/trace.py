@@ -20,12 +20,8 @@ import torch
 from . import defaults
 from .engine import Engine, to_pil
 from .errors import GenerationFailed
+from .machine import sync
 from .params import GenerationParams
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def count_parameters(module: torch.nn.Module) -> int:
@@ -81,7 +77,7 @@ class Probe:
         self.rec["sigmas_in"] = None if sig is None else [float(s) for s in sig]
 
     def _dit_pre(self, module, args, kwargs):
-        _sync(self.device)
+        sync(self.device)
         self._t0 = time.perf_counter()
         x, t, caps = (list(args) + [None, None, None])[:3]
         x = x if x is not None else kwargs.get("x")
@@ -95,7 +91,7 @@ class Probe:
             self.rec["dit_dtype"] = str(x[0].dtype).removeprefix("torch.")
 
     def _dit_post(self, module, args, output):
-        _sync(self.device)
+        sync(self.device)
         self.rec["pass_seconds"].append(time.perf_counter() - self._t0)
 
     def _patchify(self, args, kwargs, out):

@@ -12,7 +12,8 @@ def test_seeds_past_the_largest_are_a_clear_error_and_nothing_is_written(tmp_pat
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert "past the largest seed 2^64-1" in err and f"--seed {defaults.MAX_SEED - 2} or lower" in err
+    assert "past the largest seed 2^64-1" in err and f"start at {defaults.MAX_SEED - 2} or lower" in err
+    assert err.startswith("error: --seed/--num-images: seed ")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from .. import defaults, geometry
 from ..errors import InvalidParams
 from ..metadata import read_recipe
-from ..params import GenerationParams
+from ..params import GenerationParams, seed_series
 from .common import add_model_arguments, load_engine, load_options, say, unique_paths
 from .output import OVERWRITE_HELP, refuse_existing
 from .upscale import load_upscaler, upscale_result
@@ -153,14 +153,13 @@ def run(args) -> int:
     if args.num_images < 1:
         raise InvalidParams(f"--num-images must be at least 1, got {args.num_images}")
     params, model_opts = build_params(args)
-    last = params.seed + args.num_images - 1
-    if last > defaults.MAX_SEED:
-        raise InvalidParams(f"--seed {params.seed} with --num-images {args.num_images} would need seeds up to {last}, "
-                            f"past the largest seed 2^64-1 ({defaults.MAX_SEED}): use --seed "
-                            f"{defaults.MAX_SEED - args.num_images + 1} or lower")
+    try:
+        seeds = seed_series(params.seed, args.num_images)  # the library's and the server's rule: never wraps
+    except InvalidParams as exc:
+        raise InvalidParams(f"--seed/--num-images: {exc}") from None
     for note in params.notes():
         say(f"note: {note}", args.quiet)
-    targets = output_paths(args.out, [params.seed + i for i in range(args.num_images)])  # a bad -o fails fast
+    targets = output_paths(args.out, seeds)  # a bad -o fails fast
     refuse_existing(targets, args.overwrite)  # the --from image too: it was read already, but is kept unless asked
     upscaler = load_upscaler(args)  # before the pipeline: a bad upscaler file fails fast
     engine = load_engine(load_options(args, **model_opts), args.quiet)
@@ -169,8 +168,8 @@ def run(args) -> int:
 
     bar = tqdm(total=params.steps * args.num_images, unit="pass", disable=args.quiet, file=sys.stderr, leave=False)
     try:
-        for i, target in enumerate(targets):
-            p = params.replace(seed=params.seed + i)
+        for seed, target in zip(seeds, targets):
+            p = params.replace(seed=seed)
             bar.set_description(f"seed {p.seed}")
             result = engine.generate(p, on_step=lambda *_: bar.update(1))
             for w in result.recipes[0]["warnings"]:
