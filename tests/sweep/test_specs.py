@@ -85,3 +85,13 @@ def test_dry_run_text_counts_images_shapes_time_and_disk():
     assert "200 images" in text and "23 distinct shapes" in text
     assert "estimated time" in text and "estimated disk" in text and "passes" in text
     assert "30 s a model load" in text  # the time counts each load: a tiny grid is not "30 s of images"
+
+
+def test_a_square_size_for_the_seeds_experiment_says_what_to_give():
+    import pytest
+
+    from zturbo.errors import InvalidParams
+    from zturbo.sweep.specs import ArticleSettings, article_experiments
+
+    with pytest.raises(InvalidParams, match=r"portrait \(64x64\) with landscape \(64x64\).*such as 64x128"):
+        article_experiments(["seeds"], ArticleSettings(size=(64, 64)))

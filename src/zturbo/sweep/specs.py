@@ -127,6 +127,10 @@ def guidance_experiment(s: ArticleSettings) -> Experiment:
 
 def seeds_experiment(s: ArticleSettings) -> Experiment:
     w, h = s.size
+    if w == h:
+        raise InvalidParams(f"the seeds experiment compares portrait ({w}x{h}) with landscape ({h}x{w}): a square "
+                            f"--size makes them one frame; give a portrait size such as {w}x{h * 2} (or run it "
+                            "without --size: 720x1280, the article's)")
     items = []
     for row, (W, H) in (("portrait", (w, h)), ("landscape", (h, w))):
         for seed in SEEDS:
