@@ -96,6 +96,9 @@ def test_every_chart_has_a_visible_title(browser, built_report):
     assert len(charts) >= 10 and None not in charts, charts
     guidance = page.evaluate("Array.from(document.querySelectorAll('#exp-guidance .chart-title')).map(t => t.textContent)")
     assert len(set(guidance)) == 3 and any("%" in t for t in guidance)
+    # the cost scatter: a colour per experiment, named whole in its legend
+    legend = page.evaluate("Array.from(document.querySelectorAll('#cost .legend-item')).map(t => t.textContent)")
+    assert legend == ["steps", "guidance", "seeds", "aspect", "resolution", "quant", "grid"]
     page.context.close()
 
 

@@ -237,10 +237,10 @@ def cost_html(sweep: Sweep, data: dict) -> str:
             mp = it.size[0] * it.size[1] / defaults.MEGAPIXEL
             tip = f"{d['views'][exp.name]['label']} ({exp.title}): {mp:.2f} MP"
             if rec.get("seconds") is not None:
-                pts_s.append((mp, float(rec["seconds"]), f"{tip}, {rec['seconds']:.2f} s", exp.title))
+                pts_s.append((mp, float(rec["seconds"]), f"{tip}, {rec['seconds']:.2f} s", exp.name))
                 secs.append((float(rec["seconds"]), mp))
             if rec.get("peak_memory_gb") is not None:
-                pts_m.append((mp, float(rec["peak_memory_gb"]), f"{tip}, {rec['peak_memory_gb']:.2f} GB", exp.title))
+                pts_m.append((mp, float(rec["peak_memory_gb"]), f"{tip}, {rec['peak_memory_gb']:.2f} GB", exp.name))
         if secs:
             total, mps = sum(s for s, _ in secs), sum(m for _, m in secs)
             n_all, total_all = n_all + len(secs), total_all + total

@@ -104,7 +104,7 @@ def scatter(title: str, points: list[tuple[float, float, str, str]], x_label: st
     pts = [p for p in points if p[0] is not None and p[1] is not None]
     if not pts:
         return ""
-    groups = list(dict.fromkeys(p[3] for p in pts))
+    groups = list(dict.fromkeys(p[3] for p in pts))  # short names (an experiment's name, not its title)
     colour = {g: COLOURS[i % len(COLOURS)] for i, g in enumerate(groups)}
     x_hi, y_hi = max(p[0] for p in pts), max(p[1] for p in pts)
     sx, sy = _scale(0, x_hi, PAD_L + 4, W - PAD_R), _scale(0, y_hi, H - PAD_B, PAD_T)
