@@ -3,6 +3,7 @@
 import json
 import re
 import shlex
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -104,6 +105,11 @@ def test_cli_report_and_its_errors(tiny_sweep, tmp_path, capsys):
     assert main(["report", str(tiny_sweep), "--out", str(out), "-q"]) == 0
     assert capsys.readouterr().out.strip() == str(out / "index.html")
     assert (out / "index.html").is_file()
+    # -o outside the sweep: the originals are still linked relatively (the pair can be moved together)
+    html = (out / "index.html").read_text()
+    fulls = re.findall(r'"full": "([^"]+)"', html)
+    assert fulls and not any(f.startswith(("/", "file:")) for f in fulls)
+    assert all((out / unquote(f)).resolve().is_file() for f in fulls)
     assert main(["report", str(tmp_path / "nope")]) != 0
     assert "no such folder" in capsys.readouterr().err
     assert main(["report", str(tiny_sweep / "plan.json")]) != 0

@@ -91,18 +91,18 @@ def test_slider_pickers_never_show_the_same_frame(page):
     pg, _, _ = page
     cmp = pg.locator('.compare[data-exp="steps"]')
     a, b = cmp.locator('.pick[data-side="a"]'), cmp.locator('.pick[data-side="b"]')
-    assert (a.input_value(), b.input_value()) == ("steps-1", "steps-3")
+    assert (a.input_value(), b.input_value()) == ("steps-1", "steps-2")  # neighbours by default
     # the other side's frame cannot be picked ...
-    assert a.locator('option[value="steps-3"]').is_disabled()
-    b.select_option("steps-2")
-    assert a.locator('option[value="steps-2"]').is_disabled() and not a.locator('option[value="steps-3"]').is_disabled()
+    assert a.locator('option[value="steps-2"]').is_disabled()
+    b.select_option("steps-3")
+    assert a.locator('option[value="steps-3"]').is_disabled() and not a.locator('option[value="steps-2"]').is_disabled()
     # ... and forcing it anyway moves the other side
     pg.evaluate("""() => { const s = document.querySelector('.compare[data-exp="steps"] .pick[data-side="a"]');
-        s.value = 'steps-2'; s.dispatchEvent(new Event('change')); }""")
-    assert a.input_value() == "steps-2" and b.input_value() != "steps-2"
+        s.value = 'steps-3'; s.dispatchEvent(new Event('change')); }""")
+    assert a.input_value() == "steps-3" and b.input_value() != "steps-3"
     srcs = [cmp.locator(f".img-{s}").get_attribute("src") for s in "ab"]
-    assert srcs[0] != srcs[1] and "steps-2" in srcs[0]
-    assert cmp.locator(".tag-a").inner_text() == "2 steps"
+    assert srcs[0] != srcs[1] and "steps-3" in srcs[0]
+    assert cmp.locator(".tag-a").inner_text() == "3 steps"
 
 
 def test_dragging_moves_the_divider(page):

@@ -183,3 +183,128 @@ def test_api_docs_curl_example_stays_inside_the_page(browser, live_server):
         return p.scrollWidth <= p.clientWidth + 1 && r.right <= box.right + 1; })""")
     assert fits, "a <pre> on /docs is wider than the page column"
     clean(log)
+
+
+# ---- issue 16: the compare dialog, errors where the user looks, the header, the docs page, a phone ----
+
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+
+
+def make_two(srv):
+    for seed in (1, 4294967295):
+        r = httpx.post(srv.url + "/v1/images/generations", timeout=60,
+                       json={"prompt": "a robot", "size": "64x64", "steps": 1, "seed": seed})
+        assert r.status_code == 200
+
+
+def inside(box, w, h):
+    return box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= w + 0.5 and box["y"] + box["height"] <= h + 0.5
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_compare_fits_the_screen_and_follows_mouse_and_finger(browser, live_server, size):
+    srv = live_server()
+    make_two(srv)
+    w, h = SIZES[size]
+    context = browser.new_context(viewport={"width": w, "height": h}, has_touch=size == "phone", is_mobile=size == "phone")
+    page = context.new_page()
+    page.goto(srv.url + "/")
+    page.wait_for_selector(".card:nth-child(2) img[src^='blob:']")
+    for label in page.query_selector_all(".card .pick")[:2]:
+        label.click()
+    page.click("#compare-btn")
+    page.wait_for_selector("#compare[open] #cmp-b[src^='blob:']")
+    # the slider and the whole image are on screen together
+    box = page.locator("#compare-box").bounding_box()
+    assert inside(page.locator("#cmp-slider").bounding_box(), w, h) and inside(box, w, h), box
+    assert page.get_attribute("#cmp-a", "draggable") == "false"
+    y = box["y"] + box["height"] / 2
+    x0, x1 = box["x"] + box["width"] * 0.5, box["x"] + box["width"] * 0.25
+    if size == "phone":
+        cdp = context.new_cdp_session(page)
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x0, "y": y}]})
+        for k in range(1, 7):
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x0 + (x1 - x0) * k / 6, "y": y}]})
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    else:
+        page.mouse.move(x0, y)
+        page.mouse.down()
+        page.mouse.move(x1, y, steps=6)
+        page.mouse.up()
+    assert int(page.input_value("#cmp-slider")) == pytest.approx(25, abs=2)
+    line = page.locator("#cmp-line").bounding_box()
+    assert line["x"] == pytest.approx(x1, abs=4)
+    shot(page, f"compare-{size}")
+    context.close()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_bad_size_after_a_good_image_shows_the_error_in_view(browser, live_server, size):
+    srv = live_server()
+    w, h = SIZES[size]
+    page, log = open_ui(browser, srv, viewport=(w, h))
+    fill_small(page, "first a good one", steps=1)
+    page.click("#generate")
+    page.wait_for_selector("#status:has-text('done')")
+    page.wait_for_selector("#preview:not([hidden])")
+    page.fill("#width", "1000")
+    page.click("#generate")
+    page.wait_for_selector("#message.error")
+    assert "width 1000 is not a multiple of 16" in page.text_content("#message")
+    assert page.text_content("#status") != "done" and not page.is_visible("#preview")
+    assert inside(page.locator("#message").bounding_box(), w, h)
+    shot(page, f"bad-size-{size}")
+    assert [e for e in log.errors if "422" not in e] == []
+
+
+def test_header_says_running_while_a_job_runs_and_captions_keep_the_seed(browser, live_server, engine):
+    srv = live_server()
+    make_two(srv)
+    page, log = open_ui(browser, srv, viewport=(390, 844))
+    assert page.text_content("#queue") == "idle"
+    fill_small(page, "hold on", steps=2)
+    engine.hold()
+    page.click("#generate")
+    page.wait_for_selector("#step-count:has-text('pass 1/2')")
+    assert page.text_content("#queue").startswith("running")
+    engine.release()
+    page.wait_for_selector("#status:has-text('done')")
+    page.wait_for_selector("#queue:has-text('idle')")
+    # the longest seed is shown whole on a phone's card
+    seed = page.locator(".card .seed", has_text="4294967295")
+    card = seed.locator("xpath=ancestor::figure").bounding_box()
+    s = seed.bounding_box()
+    assert seed.inner_text() == "seed 4294967295" and s["x"] + s["width"] <= card["x"] + card["width"]
+    assert page.evaluate("""() => [...document.querySelectorAll('.card .seed')].every(e => e.scrollWidth <= e.clientWidth + 1)""")
+    clean(log)
+
+
+def test_tap_targets_are_at_least_24px_on_a_phone(browser, live_server):
+    srv = live_server()
+    make_two(srv)
+    page, log = open_ui(browser, srv, viewport=(390, 844))
+    page.wait_for_selector(".card img[src^='blob:']")
+    small = page.evaluate("""() => [...document.querySelectorAll(
+            'button, input, select, textarea, summary, .docs-link, .card .pick')]
+        .filter(e => e.offsetParent !== null && !e.closest('dialog') && !e.closest('.card .pick') || e.matches('.card .pick'))
+        .map(e => [e.id || e.className || e.tagName, e.getBoundingClientRect()])
+        .filter(([, r]) => r.width < 24 || r.height < 24).map(([n, r]) => `${n} ${r.width}x${r.height}`)""")
+    assert small == []
+    clean(log)
+
+
+def test_docs_page_names_this_server_and_asks_for_the_token(browser, live_server):
+    srv = live_server(token="let-me-in")
+    page, log = open_page(browser, allow=(srv.url, "data:", "blob:"), viewport=(390, 844))
+    page.goto(srv.url + "/docs")
+    page.wait_for_selector("#token-form:not([hidden])")
+    assert page.text_content("#origin") == srv.url  # the real port, not 7860
+    assert "needs a token" in page.text_content("#endpoints") and page.is_visible("#auth")
+    page.fill("#token", "let-me-in")
+    page.click("#token-form button[type=submit]")
+    page.wait_for_selector(".endpoint")
+    assert not page.is_visible("#token-form") and "/v1/images/generations" in page.text_content("#endpoints")
+    assert "Authorization: Bearer" in page.text_content("#curl")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    shot(page, "docs-token-phone")
+    assert [e for e in log.errors if "401" not in e] == []

@@ -23,6 +23,7 @@ class Analysis:
     headers: list[str] = dataclasses.field(default_factory=list)
     rows: list[list[str]] = dataclasses.field(default_factory=list)
     summary: str = ""
+    legend: str = ""  # what the short names under the frames mean, printed beside them
     values: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)  # raw, for tests/JSON
     labels: dict[str, str] = dataclasses.field(default_factory=dict)  # item id -> label, where not label()
     groups: dict[str, str] = dataclasses.field(default_factory=dict)  # item id -> its group's title
@@ -108,6 +109,8 @@ def steps(exp, images, a: Analysis) -> None:
         s_mad.append(v["mad"])
     a.charts += [svg.line_chart(f"SSIM of each frame to {label(exp, ref)}", xs, {"SSIM to last": s_ssim}, exp.knob),
                  svg.line_chart(f"mean absolute difference to {label(exp, ref)}", xs, {"MAD": s_mad}, exp.knob)]
+    a.legend = (f"Under each frame: SSIM = structural similarity to {label(exp, ref)} (1 = identical); "
+                "PSNR = how close its pixels are to it, in dB (higher = closer).")
     conv = next((it for it in ok if a.values[it.id]["ssim"] >= defaults.REPORT_CONVERGED_SSIM), ref)
     a.summary = (f"Distance of each frame to the last ({label(exp, ref)}). First frame within SSIM "
                  f"{defaults.REPORT_CONVERGED_SSIM} of it: {label(exp, conv)}.")
@@ -115,7 +118,7 @@ def steps(exp, images, a: Analysis) -> None:
 
 def guidance(exp, images, a: Analysis) -> None:
     ok = _ok(exp, images)
-    a.headers = ["frame", "RMS contrast", "mean saturation", "clipped fraction"]
+    a.headers = ["frame", "RMS contrast", "mean saturation", "clipped pixels"]
     xs, series = [], {"contrast": [], "saturation": [], "clipped": []}
     for it in ok:
         im = images[it.id]
@@ -125,11 +128,14 @@ def guidance(exp, images, a: Analysis) -> None:
         a.rows.append([label(exp, it), f"{v['contrast']:.4f}", f"{v['saturation']:.4f}", f"{v['clipped']:.2%}"])
         xs.append(fmt_value("guidance", next(iter(it.axes.values()), it.id)))
         for k in series:
-            series[k].append(v[k])
+            series[k].append(100 * v[k] if k == "clipped" else v[k])  # a percentage, as in the captions
     if ok:
-        titles = {"contrast": "RMS contrast", "saturation": "mean saturation", "clipped": "clipped fraction"}
+        titles = {"contrast": "RMS contrast (luminance) by guidance", "saturation": "mean saturation by guidance",
+                  "clipped": "clipped pixels (%) by guidance"}
         a.charts += [svg.line_chart(titles[k], xs, {titles[k]: v}, exp.knob) for k, v in series.items()]
         a.summary = "The contrast-knob drift: luminance contrast, colour saturation and crushed/blown pixels per frame."
+        a.legend = ("Under each frame: contrast = RMS contrast of the luminance (0-1); sat = mean colour saturation "
+                    "(0-1); clip = the share of pixels crushed to black or blown to white.")
 
 
 def seeds(exp, images, a: Analysis) -> None:
@@ -149,6 +155,7 @@ def seeds(exp, images, a: Analysis) -> None:
             own = float(m[i].sum() / (n - 1))
             a.values[it.id] = {"diversity": own}
             a.captions[it.id] = f"1-SSIM to others {own:.3f}"
+        a.legend = "Under each frame: 1-SSIM to others = how different it is from the other seeds of its row (0 = the same picture)."
         a.values[f"row:{row}"] = {"mean_diversity": mean}
         a.rows.append([row, str(n), f"{mean:.4f}"])
         a.charts.append(svg.matrix(f"{row}: pairwise 1 - SSIM", [label(exp, it) for it in its], m.tolist()))
@@ -164,7 +171,7 @@ def _detail_and_dup(exp, images, a: Analysis, chart: bool) -> None:
         im = images[it.id]
         v = {"mp": im.width * im.height / 1e6, "hf_per_mp": M.hf_energy_per_mp(im), "duplication": M.duplication_score(im)}
         a.values[it.id] = v
-        a.captions[it.id] = (f"{im.width}×{im.height} · HF/MP {_f(v['hf_per_mp'])} · dup {v['duplication']:.2f}" if chart
+        a.captions[it.id] = (f"{im.width}×{im.height} · HF/MP {svg.tick(v['hf_per_mp'])} · dup {v['duplication']:.2f}" if chart
                              else f"{im.width}×{im.height} · dup {v['duplication']:.2f}")  # aspect: narrow frames
         if kind(exp) == "resolution":  # the pixels on disk (an upscaled frame's recipe names its base size)
             a.labels[it.id] = f"{im.width}×{im.height}" + (f" · {it.row}" if it.upscale else "")
@@ -182,6 +189,10 @@ def _detail_and_dup(exp, images, a: Analysis, chart: bool) -> None:
                         for m in mps] for r in rows}
         a.charts += [svg.line_chart("detail: high-frequency energy per megapixel", mps, by_row(hf), "MP"),
                      svg.line_chart("duplication score (self-similarity)", mps, by_row(dup), "MP")]
+    a.legend = (("Under each frame: HF/MP = detail, the high-frequency (squared Laplacian) energy per megapixel "
+                 "(higher = finer detail); " if chart else "Under each frame: ")
+                + f"dup = duplication score, how alike the image is to itself shifted (0-1; ≥ {defaults.REPORT_DUPLICATION_FLAG} "
+                "is flagged as a possible repeated subject).")
     flagged = [label(exp, it) for it in ok if it.id in a.flags]
     a.summary = (f"Detail per megapixel (summed squared Laplacian / MP) and a duplication score (best correlation "
                  f"between the image and itself shifted; ≥ {defaults.REPORT_DUPLICATION_FLAG} is flagged). "
@@ -220,6 +231,8 @@ def quant(exp, images, a: Analysis) -> None:
                 a.rows.append([label(exp, it), f"{v['ssim']:.4f}", _f(v["psnr"]), f"{v['drift']:.4f}"])
     if not per_level:
         return
+    a.legend = ("Under each frame: SSIM = structural similarity to the bf16 frame of the same recipe (1 = identical); "
+                f"drift = composition drift, the mean luminance difference at {M.DRIFT_GRID}×{M.DRIFT_GRID} (0 = same layout).")
     levels = list(per_level)
     mean = {q: {k: sum(v[k] for v in vs) / len(vs) for k in ("ssim", "drift")} for q, vs in per_level.items()}
     if not detail:
@@ -244,6 +257,7 @@ def generic(exp, images, a: Analysis) -> None:
         a.captions[it.id] = f"contrast {v['contrast']:.3f} · sat {v['saturation']:.3f}"
         a.rows.append([label(exp, it), f"{v['contrast']:.4f}", f"{v['saturation']:.4f}", _f(v["hf_per_mp"])])
     a.summary = "Contrast, saturation and detail of each frame."
+    a.legend = "Under each frame: contrast = RMS contrast of the luminance (0-1); sat = mean colour saturation (0-1)."
 
 
 ANALYSES: dict[str, Callable] = {

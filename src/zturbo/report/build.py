@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import os
 import re
 import shlex
 from importlib import resources
@@ -39,6 +40,8 @@ def _safe(name: str) -> str:
 
 def url(rel: str) -> str:
     """A relative URL for a path relative to index.html (quoted: ids may hold ':' or spaces)."""
+    if rel.startswith("file:"):  # originals on another Windows drive: already a URL
+        return rel
     return "/".join(quote(part) for part in rel.split("/"))
 
 
@@ -98,6 +101,15 @@ def find_trace(root: Path, out: Path) -> str | None:
     return url("../" + found.relative_to(root).as_posix())
 
 
+def originals_path(root: Path, out: Path) -> str:
+    """Where the report finds the sweep's PNGs, relative to index.html (also when -o is outside the
+    sweep), so the pair can be moved together; absolute only across Windows drives."""
+    try:
+        return Path(os.path.relpath(root.resolve(), out.resolve())).as_posix()
+    except ValueError:
+        return root.resolve().as_uri()
+
+
 def build_report(sweep_dir: str | Path, out: str | Path | None = None,
                  progress: Callable[[str], None] | None = None) -> Path:
     """Write the report for `sweep_dir` and return the path of its index.html."""
@@ -106,8 +118,7 @@ def build_report(sweep_dir: str | Path, out: str | Path | None = None,
     root = sweep.root
     out = Path(out) if out else root / defaults.REPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
-    rel_root = Path(*[".."] * len(out.resolve().relative_to(root.resolve()).parts)).as_posix() \
-        if out.resolve().is_relative_to(root.resolve()) else root.resolve().as_posix()
+    rel_root = originals_path(root, out)
     _, ext = thumb_format()
 
     images: dict[str, Image.Image] = {}
@@ -150,7 +161,7 @@ def build_report(sweep_dir: str | Path, out: str | Path | None = None,
 
     html = page.render(
         sweep=sweep, analyses=analyses, data=data, learned=learned_status,
-        trace=find_trace(root, out.resolve()),
+        trace=find_trace(root, out.resolve()), originals=rel_root,
         built=f"zturbo {__version__}, {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
     )
     assets = out / "assets"

@@ -23,7 +23,6 @@ QUANT_H = 260
 GRID_H = 130
 ASPECT_AREA = 175 * 175  # aspect: every frame drawn with this area, at its true proportions
 RES_MAX_SIDE = 560  # resolution: the largest frame's long side; the others keep area proportional to pixels
-CMP_MAX_W, CMP_MAX_H = 640, 520  # the comparison slider's box
 HOVER = {"aspect": 1.3}  # hover magnification by layout ("enlarge slightly" for aspect); default below
 HOVER_DEFAULT = 1.8
 
@@ -40,10 +39,22 @@ def _display_size(layout: str, w: int, h: int, res_scale: float) -> tuple[float,
     return height * w / h, height
 
 
-def frame(item: Item, d: dict[str, Any], layout: str, res_scale: float, exp: str) -> str:
-    v = d.get("views", {}).get(exp, {})
+def _wh(item: Item, d: dict[str, Any]) -> tuple[int, int]:
     w, h = item.size if not d.get("w") else (d["w"], d["h"])
-    w, h = w or 64, h or 64
+    return w or 64, h or 64
+
+
+def widest(layout: str, items, data, res_scale: float) -> float:
+    """The widest frame of a layout, in CSS px: the reference every frame shrinks against on a narrow screen."""
+    return max([max(_display_size(layout, *_wh(it, data[it.id]), res_scale)[0], 60) for it in items] or [1])
+
+
+def frame(item: Item, d: dict[str, Any], layout: str, res_scale: float, exp: str, ref_w: float | None = None) -> str:
+    """One frame at its layout's size. With ref_w (the layout's widest frame) its width is also capped
+    at its share of the row's width: on a narrow screen every frame shrinks by the same factor, so true
+    proportions and equal areas hold at any width."""
+    v = d.get("views", {}).get(exp, {})
+    w, h = _wh(item, d)
     dw, dh = _display_size(layout, w, h, res_scale)
     label = escape(v.get("label") or item.id)
     caption = escape(v.get("caption") or "")
@@ -56,15 +67,21 @@ def frame(item: Item, d: dict[str, Any], layout: str, res_scale: float, exp: str
         what = "failed" if item.status == "failed" else "not generated"
         err = escape(item.error or "")
         body = (f'<button class="open missing" type="button" data-id="{escape(item.id)}" data-exp="{escape(exp)}" '
-                f'style="width:{dw:.0f}px;height:{dh:.0f}px" title="{err}"><b>{what}</b><small>{err}</small></button>')
+                f'style="width:{dw:.0f}px;aspect-ratio:{dw:.0f}/{dh:.0f}" title="{err}"><b>{what}</b><small>{err}</small></button>')
         cls = f"frame {item.status}"
-    return (f'<figure class="{cls}" data-id="{escape(item.id)}" style="width:{max(dw, 60):.0f}px">{body}'
+    fw = max(dw, 60)
+    width = f"min({fw:.0f}px,{100 * fw / ref_w:.2f}%)" if ref_w else f"{fw:.0f}px"
+    return (f'<figure class="{cls}" data-id="{escape(item.id)}" style="width:{width}">{body}'
             f'<figcaption><span class="lab">{label}</span><span class="num">{caption}</span>{flag}</figcaption></figure>')
 
 
-def _row(items, data, layout, res_scale, exp: str, title: str | None = None) -> str:
+def _row(items, data, layout, res_scale, exp: str, title: str | None = None, ref_w: float | None = None) -> str:
     head = f'<h4 class="row-title">{escape(title)}</h4>' if title else ""
-    return head + f'<div class="frames layout-{layout}">' + "".join(frame(it, data[it.id], layout, res_scale, exp) for it in items) + "</div>"
+    if layout == "seeds":  # its grid of four columns shrinks the frames itself (report.css)
+        ref_w = None
+    elif ref_w is None:
+        ref_w = widest(layout, items, data, res_scale)
+    return head + f'<div class="frames layout-{layout}">' + "".join(frame(it, data[it.id], layout, res_scale, exp, ref_w) for it in items) + "</div>"
 
 
 def _key(v: Any) -> str:
@@ -92,7 +109,7 @@ def _grid(exp: Experiment, data, res_scale) -> str:
                 it = cells.get((_key(x), _key(y), _key(z) if zk else None))
                 tds.append(f"<td>{frame(it, data[it.id], 'grid', res_scale, exp.name) if it else '<span class=empty>—</span>'}</td>")
             rows.append(f'<tr><th scope="row">{escape(str(y))}</th>{"".join(tds)}</tr>')
-        out.append(f'<table class="xy-grid">{"".join(rows)}</table>')
+        out.append(f'<div class="scroll"><table class="xy-grid">{"".join(rows)}</table></div>')
     return "".join(out)
 
 
@@ -104,62 +121,95 @@ def layout_html(exp: Experiment, data: dict) -> str:
         return _grid(exp, data, res_scale)
     if layout == "quant":
         groups = quant_groups(exp)
-        if len(groups) > 1:
-            return "".join(_row(its, data, layout, res_scale, exp.name, title) for title, its in groups.items())
+        if len(groups) > 1:  # one row per recipe: long, so folded under the slider
+            ref_w = widest(layout, exp.items, data, res_scale)
+            rows = "".join(_row(its, data, layout, res_scale, exp.name, title, ref_w) for title, its in groups.items())
+            return (f'<details class="fold"><summary>All {len(exp.items)} frames, one row per recipe '
+                    f'({len(groups)} recipes)</summary>{rows}</details>')
     if layout in ("seeds", "resolution") and any(it.row for it in exp.items):
         groups = {}
         for it in exp.items:
             groups.setdefault(it.row or "other", []).append(it)
-        out = []
+        out, ref_w = [], widest(layout, exp.items, data, res_scale)  # one scale for every row
         for row, its in groups.items():
             sizes = sorted({f"{it.size[0]}×{it.size[1]}" for it in its})
             title = f"{row.capitalize()} · {', '.join(sizes)}" if layout == "seeds" else row.capitalize()
-            out.append(_row(its, data, layout, res_scale, exp.name, title))
+            out.append(_row(its, data, layout, res_scale, exp.name, title, ref_w))
         return "".join(out)
     return _row(exp.items, data, layout, res_scale, exp.name)
 
 
-def slider_html(exp: Experiment, data: dict) -> str:
+def slider_groups(exp: Experiment, data: dict) -> tuple[str, list[tuple[str, list[Item]]]]:
+    """What the slider compares within: a quant recipe, a seeds row (a seed is not portable across
+    shapes), or the whole experiment. Returns (the picker's name, [(group title, frames with an original)])."""
     ok = [it for it in exp.items if it.ok and data[it.id].get("full")]
-    if len(ok) < 2:
-        return ""
-    def text(it):
-        v = data[it.id]["views"][exp.name]
-        return v["label"] + (f" · {v['group']}" if v.get("group") else "")
+    if kind(exp) == "quant":
+        groups = [(t or "all", [it for it in its if it in ok]) for t, its in quant_groups(exp).items()]
+        name = "recipe"
+    elif kind(exp) == "seeds" and any(it.row for it in ok):
+        rows: dict[str, list[Item]] = {}
+        for it in ok:
+            rows.setdefault(it.row or "other", []).append(it)
+        groups, name = list(rows.items()), "row"
+    else:
+        groups, name = [("all", ok)], ""
+    return name, [(t, its) for t, its in groups if len(its) >= 2]
 
-    options = "".join(f'<option value="{escape(it.id)}">{escape(text(it))}</option>' for it in ok)
-    first = data[ok[0].id]
-    shape = first.get("w", 1) / first.get("h", 1)  # compare like with like: the last frame of the same shape
-    b = next((it for it in reversed(ok[1:]) if abs(data[it.id].get("w", 1) / data[it.id].get("h", 1) - shape) < 0.02), ok[-1])
-    if kind(exp) == "quant":  # compare within the first recipe: bf16 against its most compressed re-make
-        first_group = next(iter(quant_groups(exp).values()))
-        b = next((it for it in reversed(first_group) if it in ok and it is not ok[0]), b)
-    cmp_w = min(CMP_MAX_W, CMP_MAX_H * first.get("w", 1) / first.get("h", 1))  # tall frames fit the screen
+
+def _option_text(exp: Experiment, it: Item, data: dict) -> str:
+    """A frame's name in the pickers and on the slider's tags: its label, and its orientation and size
+    when the experiment has rows (seed 0 exists in portrait and in landscape)."""
+    d, v = data[it.id], data[it.id]["views"][exp.name]
+    text = v["label"]
+    if it.row and it.row not in text:
+        text += f" · {it.row} {d.get('w', it.size[0])}×{d.get('h', it.size[1])}"
+    return text
+
+
+def slider_html(exp: Experiment, data: dict) -> str:
+    name_of_group, groups = slider_groups(exp, data)
+    if not groups:
+        return ""
+    # JS fills the pickers from this: [[group title, [[id, text], ...]], ...]
+    spec = [[title, [[it.id, _option_text(exp, it, data)] for it in its]] for title, its in groups]
+    first = groups[0][1]
+    shape = lambda it: data[it.id].get("w", 1) / data[it.id].get("h", 1)  # noqa: E731
+    # neighbours by default: the next frame of the same shape (steps 1 vs 2, Q8 vs bf16, 21:9 vs 2:1)
+    b = next((it for it in first[1:] if abs(shape(it) - shape(first[0])) < 0.02), first[1])
     zoom_name = "head detail" if kind(exp) in ("steps", "guidance") else "zoomed region"
     mode_default = "zoom" if kind(exp) in ("steps", "guidance") else "full"
     name = escape(exp.name)
+    group_picker = (f'<label class="group-pick">{escape(name_of_group)} <select class="group" aria-label="{escape(name_of_group)}">'
+                    + "".join(f"<option>{escape(t)}</option>" for t, _ in groups) + "</select></label>") if len(groups) > 1 else ""
+    side = "precision" if kind(exp) == "quant" else "frame"
     return f"""
-<div class="compare" data-exp="{name}" data-zoom="{defaults.REPORT_ZOOM:g}" data-mode="{mode_default}" data-a="{escape(ok[0].id)}" data-b="{escape(b.id)}">
+<div class="compare" data-exp="{name}" data-zoom="{defaults.REPORT_ZOOM:g}" data-mode="{mode_default}" data-a="{escape(first[0].id)}" data-b="{escape(b.id)}" data-groups="{escape(json.dumps(spec, ensure_ascii=False))}">
   <div class="cmp-bar">
-    <strong>Slide to compare</strong>
-    <label>left <select class="pick" data-side="a" aria-label="left frame">{options}</select></label>
-    <label>right <select class="pick" data-side="b" aria-label="right frame">{options}</select></label>
-    <label><input type="radio" name="mode-{name}" value="full"{" checked" if mode_default == "full" else ""}> full frame</label>
-    <label><input type="radio" name="mode-{name}" value="zoom"{" checked" if mode_default == "zoom" else ""}> {zoom_name} ({defaults.REPORT_ZOOM:g}×)</label>
+    <strong>Slide to compare</strong>{group_picker}
+    <label>left <select class="pick" data-side="a" aria-label="left {side}"></select></label>
+    <label>right <select class="pick" data-side="b" aria-label="right {side}"></select></label>
+    <span class="modes"><label><input type="radio" name="mode-{name}" value="full"{" checked" if mode_default == "full" else ""}> full frame</label>
+    <label><input type="radio" name="mode-{name}" value="zoom"{" checked" if mode_default == "zoom" else ""}> {zoom_name} ({defaults.REPORT_ZOOM:g}×)</label></span>
   </div>
   <div class="cmp-wrap">
-    <div class="cmp" style="aspect-ratio:{first.get('w', 1)}/{first.get('h', 1)};width:min(100%,{cmp_w:.0f}px)">
-      <div class="side side-b"><div class="inner"><img class="img-b" alt="right frame"></div><span class="tag tag-b"></span></div>
-      <div class="side side-a"><div class="inner"><img class="img-a" alt="left frame"></div><span class="tag tag-a"></span></div>
+    <div class="cmp">
+      <div class="side side-b"><div class="inner"><img class="img-b" alt="right frame" draggable="false"></div><span class="tag tag-b"></span></div>
+      <div class="side side-a"><div class="inner"><img class="img-a" alt="left frame" draggable="false"></div><span class="tag tag-a"></span></div>
       <div class="divider" role="slider" tabindex="0" aria-label="divider position" aria-valuemin="0" aria-valuemax="100" aria-valuenow="50"><span class="grip"></span></div>
     </div>
-    <div class="minimap" title="drag to move the zoomed region">
-      <div class="mini-frame"><img class="mini-img" alt="where the zoomed region is"><div class="region"></div></div>
-      <small>drag the box to move the region</small>
+    <div class="minimap">
+      <div class="mini-frame"><img class="mini-img" alt="where the zoomed region is" draggable="false"><div class="region" tabindex="0" role="group" aria-label="zoomed region: arrow keys move it"></div></div>
+      <small>drag the box, or focus it and use the arrow keys</small>
     </div>
   </div>
-  <p class="hint">Drag across the frame to move the divider. The two pickers can't show the same frame.</p>
+  <p class="hint">Drag across the frame (or use ←/→, Home, End on the divider). The two pickers can't show the same frame.</p>
+  <p class="cmp-missing note" hidden></p>
 </div>"""
+
+
+def _table(head: str, body: str) -> str:
+    """A number table in its own horizontal scroller: a wide one never widens the page on a phone."""
+    return f'<div class="scroll"><table class="numbers"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def metrics_html(a: Analysis) -> str:
@@ -169,38 +219,46 @@ def metrics_html(a: Analysis) -> str:
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in a.rows)
     charts = "".join(c for c in a.charts if c)
     return (f'<div class="metrics"><p class="summary">{escape(a.summary)}</p><div class="charts">{charts}</div>'
-            f'<table class="numbers"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
+            f'{_table(head, body)}</div>')
 
 
 def cost_html(sweep: Sweep, data: dict) -> str:
-    pts_s, pts_m, rows = [], [], []
+    """Seconds and memory per image. An image shared by two experiments (quant re-uses the bf16 frames)
+    is counted once, under the experiment that made it."""
+    pts_s, pts_m, rows, seen = [], [], [], set()
+    n_all = total_all = 0.0
     for exp in sweep.experiments:
         secs = []
         for it in exp.items:
             rec, d = it.record, data[it.id]
-            if not it.ok:
+            if not it.ok or it.id in seen:
                 continue
+            seen.add(it.id)
             mp = it.size[0] * it.size[1] / defaults.MEGAPIXEL
-            tip = f"{d['views'][exp.name]['label']} ({exp.name}): {mp:.2f} MP"
+            tip = f"{d['views'][exp.name]['label']} ({exp.title}): {mp:.2f} MP"
             if rec.get("seconds") is not None:
-                pts_s.append((mp, float(rec["seconds"]), f"{tip}, {rec['seconds']:.2f} s"))
+                pts_s.append((mp, float(rec["seconds"]), f"{tip}, {rec['seconds']:.2f} s", exp.name))
                 secs.append((float(rec["seconds"]), mp))
             if rec.get("peak_memory_gb") is not None:
-                pts_m.append((mp, float(rec["peak_memory_gb"]), f"{tip}, {rec['peak_memory_gb']:.2f} GB"))
+                pts_m.append((mp, float(rec["peak_memory_gb"]), f"{tip}, {rec['peak_memory_gb']:.2f} GB", exp.name))
         if secs:
             total, mps = sum(s for s, _ in secs), sum(m for _, m in secs)
+            n_all, total_all = n_all + len(secs), total_all + total
             rows.append(f"<tr><td>{escape(exp.title)}</td><td>{len(secs)}</td><td>{total:.2f}</td>"
                         f"<td>{total / len(secs):.3f}</td><td>{total / mps:.3f}</td></tr>")
+    if len(rows) > 1:
+        rows.append(f'<tr class="total"><td>all (each image once)</td><td>{n_all:.0f}</td><td>{total_all:.2f}</td>'
+                    f"<td>{total_all / n_all:.3f}</td><td></td></tr>")
     charts = svg.scatter("seconds per image against megapixels", pts_s, "megapixels", "seconds")
     charts += svg.scatter("peak memory against megapixels", pts_m, "megapixels", "peak GB") if pts_m else ""
     note = "" if pts_m else '<p class="note">Peak GPU memory was not measured (a CPU run records none).</p>'
-    table = ('<table class="numbers"><thead><tr><th>experiment</th><th>images</th><th>seconds</th>'
-             f'<th>s / image</th><th>s / MP</th></tr></thead><tbody>{"".join(rows)}</tbody></table>') if rows else ""
+    table = _table("<th>experiment</th><th>images</th><th>seconds</th><th>s / image</th><th>s / MP</th>",
+                   "".join(rows)) if rows else ""
     return f'<div class="metrics"><div class="charts">{charts}</div>{note}{table}</div>'
 
 
 def render(sweep: Sweep, analyses: dict[str, Analysis], data: dict, learned: list[LearnedMetric],
-           trace: str | None, built: str) -> str:
+           trace: str | None, built: str, originals: str = "..") -> str:
     counts = {"ok": 0, "failed": 0, "missing": 0}
     for it in sweep.items.values():
         counts[it.status] = counts.get(it.status, 0) + 1
@@ -208,16 +266,21 @@ def render(sweep: Sweep, analyses: dict[str, Analysis], data: dict, learned: lis
                      for it in sweep.items.values() if isinstance(it.record.get("model"), dict)} - {""})
     devices = sorted({str(it.record.get("device")) for it in sweep.items.values() if it.record.get("device")})
     nav = "".join(f'<a href="#exp-{escape(e.name)}">{escape(e.title)}</a>' for e in sweep.experiments)
-    nav += '<a href="#cost">Cost</a>' + (f'<a class="trace" href="{escape(trace)}">Trace: under the hood</a>' if trace else "")
+    nav += '<a href="#cost">Cost</a>' + (f'<a class="trace" href="{escape(trace)}">Trace</a>' if trace else "")
+    nav += '<a class="top-link" href="#top">↑ top</a>' 
     sections = []
     for exp in sweep.experiments:
         hover = HOVER.get(exp.layout, HOVER_DEFAULT)
         n_ok = sum(it.ok for it in exp.items)
+        legend = analyses[exp.name].legend
+        frames, slider = layout_html(exp, data), slider_html(exp, data)
+        body = slider + frames if kind(exp) == "quant" else frames + slider  # quant: its grid is long, the slider first
         sections.append(
             f'<section class="experiment" id="exp-{escape(exp.name)}" style="--hover:{hover}">'
             f'<h2>{escape(exp.title)}</h2><p class="knob">knob: <code>{escape(exp.knob)}</code> · '
             f'{n_ok} of {len(exp.items)} frames · hover a frame to enlarge it, click for the full image and its recipe</p>'
-            f'{layout_html(exp, data)}{slider_html(exp, data)}{metrics_html(analyses[exp.name])}</section>'
+            + (f'<p class="legend">{escape(legend)}</p>' if legend else "")
+            + f'{body}{metrics_html(analyses[exp.name])}</section>'
         )
     learned_html = "".join(f'<li><b>{escape(m.name)}</b>: {escape(m.note)}</li>' for m in learned)
     blob = json.dumps({"items": data}, ensure_ascii=False).replace("<", "\\u003c")
@@ -236,6 +299,7 @@ def render(sweep: Sweep, analyses: dict[str, Analysis], data: dict, learned: lis
         "cost": cost_html(sweep, data),
         "data": blob,
         "built": escape(built),
+        "originals": escape(originals),
     }
     template = (resources.files("zturbo.report") / "templates" / "index.html").read_text(encoding="utf-8")
     return Template(template).substitute(fields)

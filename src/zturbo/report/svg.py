@@ -7,9 +7,9 @@ import math
 import os
 from html import escape
 
-W, H = 300, 150
-PAD_L, PAD_R, PAD_T, PAD_B = 44, 10, 14, 30
-COLOURS = ("var(--c1)", "var(--c2)", "var(--c3)", "var(--c4)")
+W, H = 300, 176
+PAD_L, PAD_R, PAD_T, PAD_B = 48, 10, 38, 30  # the top margin holds the visible title and the legend
+COLOURS = ("var(--c1)", "var(--c2)", "var(--c3)", "var(--c4)", "var(--c5)", "var(--c6)", "var(--c7)")
 
 
 def fmt(v: float | None, digits: int = 3) -> str:
@@ -33,6 +33,16 @@ def tick(v: float | None) -> str:
     return f"{mant}e{int(exp)}"
 
 
+def tick_pair(lo: float, hi: float) -> tuple[str, str]:
+    """The two ends of an axis, with digits added until they read differently ("0.153" .. "0.1535")."""
+    a, b = tick(lo), tick(hi)
+    for digits in (4, 5, 6):
+        if a != b or lo == hi:
+            break
+        a, b = (tick(float(f"{v:.{digits}g}")) if "e" in tick(v) else f"{v:.{digits}g}" for v in (lo, hi))
+    return a, b
+
+
 def _finite(values):
     return [v for v in values if v is not None and math.isfinite(v)]
 
@@ -44,15 +54,23 @@ def _scale(lo: float, hi: float, a: float, b: float):
 
 
 def _frame(title: str, y_lo: float, y_hi: float, x_label: str) -> list[str]:
-    return [
+    """Axes, the visible title, and the y axis's ends; an axis that does not start at zero says so."""
+    lo_text, hi_text = tick_pair(y_lo, y_hi)
+    out = [
         f'<svg class="chart" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{escape(title)}">',
         f'<title>{escape(title)}</title>',
+        f'<text class="chart-title" x="6" y="14">{escape(title)}</text>',
         f'<line class="axis" x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}"/>',
         f'<line class="axis" x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}"/>',
-        f'<text class="tick" x="{PAD_L - 4}" y="{PAD_T + 4}" text-anchor="end">{escape(tick(y_hi))}</text>',
-        f'<text class="tick" x="{PAD_L - 4}" y="{H - PAD_B}" text-anchor="end">{escape(tick(y_lo))}</text>',
-        f'<text class="label" x="{(PAD_L + W - PAD_R) / 2}" y="{H - 2}" text-anchor="middle">{escape(x_label)}</text>',
+        f'<text class="tick" x="{PAD_L - 4}" y="{PAD_T + 4}" text-anchor="end">{escape(hi_text)}</text>',
+        f'<text class="tick" x="{PAD_L - 4}" y="{H - PAD_B}" text-anchor="end">{escape(lo_text)}</text>',
+        f'<text class="label" x="{W - PAD_R}" y="{H - 3}" text-anchor="end">{escape(x_label)}</text>',
     ]
+    if y_lo != 0:  # a zoomed axis: a break mark on it and a note, so small differences do not look large
+        y = H - PAD_B - 6
+        out += [f'<path class="axis-break" d="M{PAD_L - 4},{y + 3} l8,-3 M{PAD_L - 4},{y + 7} l8,-3"/>',
+                f'<text class="axis-note" x="3" y="{H - 3}">y axis from {escape(lo_text)}, not 0</text>']
+    return out
 
 
 def line_chart(title: str, x_labels: list[str], series: dict[str, list[float | None]], x_label: str = "") -> str:
@@ -75,23 +93,35 @@ def line_chart(title: str, x_labels: list[str], series: dict[str, list[float | N
             out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{d}"/>')
         out += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in pts]
         if len(series) > 1:
-            out.append(f'<text class="legend" x="{PAD_L + 6 + 90 * k}" y="{PAD_T - 3}" fill="{colour}">{escape(name)}</text>')
+            out.append(f'<text class="legend" x="{PAD_L + 6 + 90 * k}" y="{PAD_T - 8}" fill="{colour}">{escape(name)}</text>')
     out.append("</svg>")
     return "".join(out)
 
 
-def scatter(title: str, points: list[tuple[float, float, str]], x_label: str, y_label: str) -> str:
-    """Points (x, y, tooltip) on linear axes from zero."""
-    pts = [(x, y, t) for x, y, t in points if x is not None and y is not None]
+def scatter(title: str, points: list[tuple[float, float, str, str]], x_label: str, y_label: str) -> str:
+    """Points (x, y, tooltip, group) on linear axes from zero: a colour per group, named in a legend
+    below the plot (the chart grows a row per three groups)."""
+    pts = [p for p in points if p[0] is not None and p[1] is not None]
     if not pts:
         return ""
+    groups = list(dict.fromkeys(p[3] for p in pts))  # short names (an experiment's name, not its title)
+    colour = {g: COLOURS[i % len(COLOURS)] for i, g in enumerate(groups)}
     x_hi, y_hi = max(p[0] for p in pts), max(p[1] for p in pts)
     sx, sy = _scale(0, x_hi, PAD_L + 4, W - PAD_R), _scale(0, y_hi, H - PAD_B, PAD_T)
+    legend_rows = (len(groups) + 2) // 3 if len(groups) > 1 else 0
     out = _frame(title, 0, y_hi, x_label)
+    h = H + 14 * legend_rows
+    out[0] = out[0].replace(f'viewBox="0 0 {W} {H}" width="{W}" height="{H}"', f'viewBox="0 0 {W} {h}" width="{W}" height="{h}"')
+    out.append(f'<text class="tick" x="{PAD_L + 4}" y="{H - PAD_B + 12}">0</text>')
     out.append(f'<text class="tick" x="{W - PAD_R}" y="{H - PAD_B + 12}" text-anchor="end">{escape(tick(x_hi))}</text>')
-    out.append(f'<text class="label" x="{PAD_L + 4}" y="{PAD_T - 3}">{escape(y_label)}</text>')
-    for x, y, tip in pts:
-        out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="var(--c1)"><title>{escape(tip)}</title></circle>')
+    out.append(f'<text class="label" x="{PAD_L + 4}" y="{PAD_T - 8}">{escape(y_label)}</text>')
+    for x, y, tip, g in pts:
+        out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3.5" fill="{colour[g]}"><title>{escape(tip)}</title></circle>')
+    if legend_rows:
+        for i, g in enumerate(groups):
+            lx, ly = 6 + (i % 3) * 98, H + 10 + 14 * (i // 3)
+            out.append(f'<circle cx="{lx + 4}" cy="{ly - 3}" r="4" fill="{colour[g]}"/>'
+                       f'<text class="legend-item" x="{lx + 11}" y="{ly}">{escape(g[:16])}</text>')
     out.append("</svg>")
     return "".join(out)
 

@@ -55,6 +55,8 @@ function message(text, kind = "") {
   m.textContent = text;
   m.className = kind;
   m.setAttribute("role", kind === "error" ? "alert" : "status");
+  // an error shows where the user is looking: scrolled into view if it is off screen
+  if (kind === "error" && text) m.scrollIntoView({ block: "nearest" });
 }
 
 // ---- the form ----------------------------------------------------------------------------------
@@ -179,6 +181,11 @@ $("gen-form").addEventListener("submit", async (e) => {
     if (res.status === 503) throw new Error((job.detail || "the queue is full") + ` (retry in ${res.headers.get("Retry-After")} s)`);
     if (!res.ok) throw new Error(job.detail || `HTTP ${res.status}`);
   } catch (err) {
+    // nothing was queued: the last job's "done" and its image must not stay on screen as if they answered
+    $("progress").hidden = false;
+    $("preview").hidden = true;
+    $("bar").value = 0;
+    setStatus("not started: fix the settings", "");
     message(err.message, "error");
     return;
   }
@@ -197,6 +204,7 @@ function track(job) {
   $("bar").max = job.total;
   $("bar").value = job.step || 0;
   setStatus(job.state, "");
+  showQueue({ ...((state.health && state.health.queue) || {}), running: job.id });
   follow(job).catch((err) => finish({ state: "failed", error: err.message }));
 }
 
@@ -259,7 +267,10 @@ async function follow(job) {
 
 function onEvent(event, d) {
   if (!state.job || d.id !== state.job.id) return;
-  if (event === "queued") setStatus(d.position > 1 ? `queued (${d.position} waiting)` : "queued", "");
+  if (event === "queued") {
+    setStatus(d.position > 1 ? `queued (${d.position} waiting)` : "queued", "");
+    refreshHealth();
+  }
   else if (event === "started") setStatus("running", "");
   else if (event === "step") {
     $("bar").value = d.step;
@@ -331,12 +342,21 @@ function addCard(item) {
   const cap = document.createElement("figcaption");
   const text = document.createElement("span");
   text.className = "prompt";
-  text.textContent = `${item.width}×${item.height} · seed ${item.seed}`;
+  // two lines, never cut: a seed is up to 20 digits and the card is narrow on a phone
+  const size = document.createElement("span");
+  size.textContent = `${item.width}×${item.height}`;
+  const seed = document.createElement("span");
+  seed.className = "seed";
+  seed.textContent = `seed ${item.seed}`;
+  text.append(size, " ", seed);
+  const pick = document.createElement("label");
+  pick.className = "pick";  // the whole label is the tap target, not only the small box
   const box = document.createElement("input");
   box.type = "checkbox";
   box.setAttribute("aria-label", "select for compare");
   box.addEventListener("change", () => toggleSelect(item.name, box.checked));
-  cap.append(text, box);
+  pick.append(box);
+  cap.append(text, pick);
   fig.append(img, cap);
   $("gallery").append(fig);
 }
@@ -428,6 +448,8 @@ $("compare-btn").addEventListener("click", async () => {
   $("cmp-a-label").textContent = `A: seed ${a.seed} · ${a.steps} steps · g ${a.guidance}`;
   $("cmp-b-label").textContent = `B: seed ${b.seed} · ${b.steps} steps · g ${b.guidance}`;
   $("compare-box").style.aspectRatio = `${a.width} / ${a.height}`;
+  // the box fits the dialog's height too, so the slider and the whole image are on screen together
+  $("compare-box").style.setProperty("--ratio", String(a.width / a.height));
   $("cmp-slider").value = 50;
   slide();
   $("compare").showModal();
@@ -439,11 +461,20 @@ function slide() {
   $("cmp-line").style.left = `${v}%`;
 }
 $("cmp-slider").addEventListener("input", slide);
-$("compare-box").addEventListener("pointermove", (e) => {
-  if (e.buttons !== 1 && e.pointerType === "mouse") return;
-  const r = e.currentTarget.getBoundingClientRect();
-  $("cmp-slider").value = Math.round(((e.clientX - r.left) / r.width) * 100);
+// drag on the image: the pointer is captured (it may leave the box), and the browser's own image drag
+// and touch panning are off (draggable=false, touch-action: none in style.css)
+function slideTo(e) {
+  const r = $("compare-box").getBoundingClientRect();
+  $("cmp-slider").value = Math.round(Math.min(1, Math.max(0, (e.clientX - r.left) / r.width)) * 100);
   slide();
+}
+$("compare-box").addEventListener("pointerdown", (e) => {
+  $("compare-box").setPointerCapture(e.pointerId);
+  slideTo(e);
+  e.preventDefault();
+});
+$("compare-box").addEventListener("pointermove", (e) => {
+  if ($("compare-box").hasPointerCapture(e.pointerId)) slideTo(e);
 });
 
 for (const btn of document.querySelectorAll("[data-close]")) {
@@ -452,7 +483,9 @@ for (const btn of document.querySelectorAll("[data-close]")) {
 
 // ---- start ---------------------------------------------------------------------------------------------
 function showQueue(q) {
-  $("queue").textContent = `queue ${q.waiting}/${q.bound}` + (q.running ? " · busy" : "");
+  // "running · 0 waiting" while a job runs (the bound is how many may wait, in the tooltip)
+  $("queue").textContent = q.running ? `running · ${q.waiting || 0} waiting` : (q.waiting ? `${q.waiting} waiting` : "idle");
+  $("queue").title = `the job running now, and the jobs waiting behind it (at most ${q.bound})`;
 }
 
 async function refreshHealth() {

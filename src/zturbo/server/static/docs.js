@@ -22,10 +22,25 @@ function schemaRows(spec, schema) {
 }
 
 async function main() {
+  // the curl example names this server (its real host and port), and the token header when it needs one
+  document.getElementById("origin").textContent = location.origin;
   const box = document.getElementById("endpoints");
+  const form = document.getElementById("token-form");
   const token = localStorage.getItem("zturbo-token");
   const res = await fetch("/openapi.json", { headers: token ? { Authorization: "Bearer " + token } : {} });
+  if (res.status === 401) {
+    document.getElementById("auth").hidden = false;
+    form.hidden = false;
+    box.textContent = token ? "That token was refused: paste the one the server was started with."
+      : "This server needs a token (started with --token).";
+    box.className = "error";
+    document.getElementById("token").focus();
+    return;
+  }
   if (!res.ok) { box.textContent = `/openapi.json: HTTP ${res.status}`; return; }
+  form.hidden = true;
+  box.className = "";
+  if (token) document.getElementById("auth").hidden = false;
   const spec = await res.json();
   box.replaceChildren();
   for (const [path, ops] of Object.entries(spec.paths)) {
@@ -42,5 +57,11 @@ async function main() {
     }
   }
 }
+
+document.getElementById("token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  localStorage.setItem("zturbo-token", document.getElementById("token").value.trim());
+  main();
+});
 
 main();
