@@ -33,7 +33,7 @@ PROMPT = ("A sleek black helmeted robot shown in a three-quarter profile against
 SEED = 42
 STEPS = 8
 from ..defaults import BENCH_VARIANTS as VARIANTS
-from ..machine import sync
+from ..machine import sync, versions
 
 
 def wall(fn, device, n: int, warm: int) -> list[float]:
@@ -229,7 +229,6 @@ def run_probe_child(args, cache_dir: str, kind: str, cap: int) -> dict:
 
 
 def main_bench(args) -> dict:
-    from .. import __version__
     from ..engine import Engine
     from ..models.gguf import load_transformer
     from ..models.loader import LoadedModel, ModelInfo
@@ -250,15 +249,13 @@ def main_bench(args) -> dict:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(res, indent=1))
 
-    import diffusers
-
     res["card"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({os.cpu_count()} cores)"
     try:
         import torchao
         tao = torchao.__version__
     except Exception:
         tao = "not installed"
-    res["versions"] = {"torch": torch.__version__, "diffusers": diffusers.__version__, "torchao": tao, "zturbo": __version__}
+    res["versions"] = {**versions(extra=True), "torch": torch.__version__, "torchao": tao}  # torch with its build tag
     res["model"] = "tiny architecture (smoke)" if args.tiny else "Z-Image-Turbo architecture, random weights"
     res["sizes"] = [f"{w}x{h}" for w, h in args.sizes]
     res["steps"] = STEPS

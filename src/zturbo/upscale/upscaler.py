@@ -15,6 +15,7 @@ from PIL import Image
 
 from .. import defaults
 from ..errors import InvalidParams, OutOfMemory
+from ..machine import resolve_device
 from .loading import UpscalerInfo, load_descriptor, pick_dtype
 from .tiling import count_tiles, free_cpu_bytes, measure_bytes_per_px, run_tiled, tile_for_memory
 
@@ -44,12 +45,7 @@ class Upscaler:
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None, precision: str = "auto") -> Upscaler:
         """Any architecture spandrel recognises; on the GPU if there is one; bf16/fp16 where supported."""
-        try:
-            device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        except RuntimeError:
-            raise InvalidParams(f"--device {device}: use cuda, cuda:1, cpu...") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise InvalidParams(f"--device {device}: no CUDA GPU here; use --device cpu")
+        device = resolve_device(device)
         desc, info = load_descriptor(path)
         dtype = pick_dtype(desc, device, precision)
         return cls(desc.to(device).to(dtype), info, device, dtype)
