@@ -138,7 +138,7 @@ class GenerationParams:
             if size != info.size:
                 raise InvalidParams(
                     f"image {self.image} is {info.width}x{info.height} but the size asked is {size[0]}x{size[1]}: "
-                    "the output takes the input's size; leave the size out, or pass --resize (resize=True) to "
+                    "the output takes the input's size; leave the size out, or pass --resize to "
                     "resize the input to it")
             m = defaults.SIZE_MULTIPLE
             if info.width % m or info.height % m:
@@ -146,7 +146,7 @@ class GenerationParams:
                 near = inputs.nearest_size(*info.size)
                 raise InvalidParams(
                     f"image {self.image} is {info.width}x{info.height}; both sides must be multiples of {m} "
-                    f"(VAE 8x × patch 2): crop it to {crop[0]}x{crop[1]}, or pass --resize (resize=True) to "
+                    f"(VAE 8x × patch 2): crop it to {crop[0]}x{crop[1]}, or pass --resize to "
                     f"resize it to {near[0]}x{near[1]}")
         object.__setattr__(self, "width", size[0])
         object.__setattr__(self, "height", size[1])
