@@ -86,19 +86,28 @@ def probe(path: str | os.PathLike, role: str = "image") -> ImageInfo:
         raise InvalidParams(f"{role} {p} is a folder: give an image file")
     if not p.exists():
         raise InvalidParams(f"{role} {p}: no such file")
+    cap = defaults.MAX_INPUT_MEGAPIXELS
     with _open(p, p, role) as im:
         fmt, (w, h) = im.format, im.size
-        frames = getattr(im, "n_frames", 1)
-        orientation = im.getexif().get(0x0112)
-    cap = defaults.MAX_INPUT_MEGAPIXELS
-    if w * h > cap * defaults.MEGAPIXEL:
-        raise InvalidParams(f"{role} {p} is {w}x{h} ({w * h / defaults.MEGAPIXEL:.0f} MP), above the {cap:g} MP "
-                            "zturbo decodes (a decompression-bomb guard): downscale it first")
+        if w * h > cap * defaults.MEGAPIXEL:  # before anything else reads on: the pixels are never decoded
+            raise InvalidParams(f"{role} {p} is {w}x{h} ({w * h / defaults.MEGAPIXEL:.0f} MP), above the {cap:g} "
+                                "MP zturbo decodes (a decompression-bomb guard): downscale it first")
+        try:
+            frames = getattr(im, "n_frames", 1)
+            orientation = _orientation(im)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise InvalidParams(f"{role} {p} is damaged and cannot be read ({exc})") from None
     if frames > 1:
         raise InvalidParams(f"{role} {p} is animated ({frames} frames): give a single-frame image")
     if orientation in _SIDEWAYS:
         w, h = h, w
     return ImageInfo(p, fmt, w, h)
+
+
+def _orientation(im: Image.Image) -> int | None:
+    """The EXIF rotation a camera asks for: read from JPEG/WebP headers only (Pillow's PNG getexif decodes
+    the whole file to find a trailing eXIf chunk, and phones write JPEG/WebP)."""
+    return im.getexif().get(0x0112) if im.format in ("JPEG", "WEBP") else None
 
 
 def load(info: ImageInfo, role: str, size: tuple[int, int] | None = None) -> InputImage:
@@ -111,7 +120,8 @@ def load(info: ImageInfo, role: str, size: tuple[int, int] | None = None) -> Inp
         raise InvalidParams(f"{role} {path} cannot be read: {exc.strerror or exc}") from None
     with _open(io.BytesIO(data), path, role) as im:
         try:
-            im = ImageOps.exif_transpose(im)
+            if _orientation(im) not in (None, 1):
+                im = ImageOps.exif_transpose(im)
             pixels = im.convert("L" if role == "mask" else "RGB")
         except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for a damaged stream
             raise InvalidParams(f"{role} {path} is damaged and cannot be decoded ({exc})") from None
