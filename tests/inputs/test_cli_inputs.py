@@ -118,3 +118,21 @@ def test_help_says_which_way_the_mask_goes(capsys):
         main(["generate", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "WHITE = repaint, BLACK = keep" in out and "Default 0.6, 1 with --mask" in out
+
+
+def test_inpaint_with_resize_and_from_with_another_image(tmp_path):
+    """--resize takes the mask along (nearest, so it stays black and white); --from X --image Y runs X's
+    recipe on Y at Y's own size, without X's mask."""
+    photo, mask = noise_image(tmp_path / "scan.png", 70, 50), half_mask(tmp_path / "m.png", 70, 50)
+    out = tmp_path / "a.png"
+    assert main(["generate", "x", "--image", str(photo), "--mask", str(mask), "--resize", "--strength", "0.8",
+                 "--seed", "2", "-o", str(out), *TINY]) == 0
+    assert Image.open(out).size == (64, 48) and read_recipe(out)["inputs"]["mask"]["width"] == 70
+    again = tmp_path / "again.png"
+    assert main(["generate", "--from", str(out), "-o", str(again), "--quiet"]) == 0
+    assert same_pixels(out, again)
+    other = noise_image(tmp_path / "other.png", 32, 32, seed=5)
+    b = tmp_path / "b.png"
+    assert main(["generate", "--from", str(out), "--image", str(other), "-o", str(b), "--quiet"]) == 0
+    rec = read_recipe(b)
+    assert Image.open(b).size == (32, 32) and rec["mode"] == "image-to-image" and rec["params"]["strength"] == 0.8

@@ -97,3 +97,14 @@ def test_cancel_drops_an_edit_too(tiny_engine, photo):
 
     with pytest.raises(Cancelled):
         tiny_engine.generate(GenerationParams(prompt="x", image=photo, seed=1, rng="cpu"), should_cancel=lambda: True)
+
+
+def test_an_input_gone_before_the_run_is_invalid_params(tiny_engine, tmp_path):
+    from inputs_support import noise_image
+
+    from zturbo import InvalidParams
+
+    p = GenerationParams(prompt="x", image=noise_image(tmp_path / "gone.png"), seed=1, rng="cpu")
+    (tmp_path / "gone.png").unlink()
+    with pytest.raises(InvalidParams, match="no such file"):
+        tiny_engine.generate(p)
