@@ -342,11 +342,11 @@ class Engine:
         peak = torch.cuda.max_memory_allocated(self.device) / 1e9 if self.device.type == "cuda" else None
         recipe = {
             "params": dataclasses.replace(params, rng=rng).to_dict(),
-            "mode": params.mode,
             "model": self.info.to_dict(),
             "passes": passes,
             "model_evaluations": evaluations,  # per image: 2 per pass with guidance > 0
             "cfg": params.uses_cfg,
+            "mode": params.mode,  # text-to-image, image-to-image or inpainting
             "prompt_tokens": enc.tokens,
             "truncated": enc.truncated,
             "nan": not finite,
