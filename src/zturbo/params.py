@@ -11,6 +11,7 @@ from . import defaults, geometry
 from .errors import InvalidParams
 
 RNG_DEVICES = ("cuda", "cpu")
+_INPUT_FIELDS = ("image", "mask", "strength", "resize")
 
 
 def random_seed() -> int:
@@ -196,7 +197,13 @@ class GenerationParams:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as a dict; text-to-image leaves out the input-image fields (its recipes, manifests and
+        resume checks stay exactly what they were before image-to-image existed)."""
+        out = dataclasses.asdict(self)
+        if self.image is None:
+            for name in _INPUT_FIELDS:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationParams:

@@ -101,3 +101,10 @@ def test_a_phone_photo_is_read_the_way_up_its_exif_says(tmp_path):
     Image.new("RGB", (48, 64), "red").save(path, exif=exif, quality=95)
     assert (make(image=path).width, make(image=path).height) == (64, 48)
     assert load(probe(path), "image").pixels.size == (64, 48)
+
+
+def test_text_to_image_dicts_are_unchanged(photo):
+    """Recipes, sweep manifests and their resume check compare these dicts: text to image keeps its keys."""
+    assert set(make().to_dict()) == {"prompt", "negative_prompt", "steps", "guidance", "seed", "width", "height",
+                                     "rng", "max_megapixels"}
+    assert {"image", "mask", "strength", "resize"} <= set(make(image=photo).to_dict())
