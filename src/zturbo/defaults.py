@@ -21,6 +21,11 @@ WIDTH = 1024
 HEIGHT = 1024
 MAX_SEQUENCE_LENGTH = 512  # the pipeline's prompt cap, in tokens after the chat template
 SIZE_MULTIPLE = 16  # VAE 8x times patch 2 (article Part 3, Step 4)
+# image-to-image / inpainting: diffusers' own defaults (ZImageImg2ImgPipeline 0.6, ZImageInpaintPipeline 1.0)
+STRENGTH = 0.6
+INPAINT_STRENGTH = 1.0
+INPUT_FORMATS = ("PNG", "JPEG", "WEBP")  # the only decoders an input image may reach (Pillow names)
+MAX_INPUT_MEGAPIXELS = 64.0  # decompression-bomb guard, checked from the header before decoding (1 MP = 1024x1024)
 
 # --- limits on input (issue 2) ---
 MIN_STEPS, MAX_STEPS = 1, 100

@@ -2,11 +2,14 @@
 
 The generate body is written as numbered stages, the article's Part 3 in code:
   1-2. encode the prompt (chat template, Qwen3, hidden_states[-2]); cached by prompt
-  3.   draw the starting noise from the seed (on the rng device)
-  4-7. denoise: the DiT runs one pass per step (counted by a hook, not assumed)
+  3.   draw the starting noise from the seed (on the rng device); with an input image, encode it with
+       the VAE and noise it to the first sigma that `strength` keeps (image-to-image, inpainting)
+  4-7. denoise: the DiT runs one pass per step (counted by a hook, not assumed); an input image
+       skips the schedule's first steps (strength 0.6 of 8 steps = 5 passes)
   8.   decode the latents with the VAE
-Stages 3-7 run inside diffusers' own ZImagePipeline call, so zturbo's pixels equal stock
-diffusers' for the same weights, prompt and seed (a test holds us to it).
+Stages 3-7 run inside diffusers' own pipeline call (ZImagePipeline, or ZImageImg2ImgPipeline /
+ZImageInpaintPipeline built on the same modules), so zturbo's pixels equal stock diffusers' for the
+same weights, prompt, inputs and seed (tests hold us to it).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from PIL import Image
 
 from . import defaults, machine
 from .errors import Cancelled, GenerationFailed, InvalidParams, OutOfMemory
+from .inputs import InputImage, read_inputs, write_copy
 from .metadata import save_png
 from .models import LoadedModel
 from .params import GenerationParams, seed_series
@@ -55,6 +59,7 @@ class Result:
     params: list[GenerationParams]
     recipes: list[dict[str, Any]]  # what each PNG carries
     warnings: list[str]
+    inputs: list[list[InputImage]] = dataclasses.field(default_factory=list)  # per image: the input image, mask
 
     @property
     def image(self) -> Image.Image:
@@ -76,7 +81,9 @@ class Result:
 
     def save(self, targets: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
         """Write each image with its recipe: one path for a one-image result, else a list of one path per
-        image. Like Image.save, an existing file is replaced (the CLI asks for --overwrite first)."""
+        image. Like Image.save, an existing file is replaced (the CLI asks for --overwrite first).
+        An input image and mask are copied beside each PNG (NAME.input.jpg, NAME.mask.png: the bytes as
+        given) and the recipe names the copies, so --from finds them again."""
         if isinstance(targets, (str, os.PathLike)):
             targets = [targets]  # not iterated: a str would be one file per character
         targets, n = list(targets), len(self.images)
@@ -87,7 +94,13 @@ class Result:
             want = "one path" if n == 1 else f"a list of {n} paths, one per image"
             raise InvalidParams(f"this result holds {n} image{'s' * (n != 1)}: save() takes {want}, "
                                 f"got {len(targets)}")
-        return [save_png(im, t, rc) for im, t, rc in zip(self.images, targets, self.recipes)]
+        inputs = self.inputs or [[] for _ in self.images]
+        out = []
+        for im, target, recipe, items in zip(self.images, targets, self.recipes, inputs):
+            for item in items:  # the copies first: a PNG on disk never names a copy that is missing
+                recipe["inputs"][item.role]["file"] = write_copy(item, target).name
+            out.append(save_png(im, target, recipe))
+        return out
 
 
 def quiet_libraries() -> None:
@@ -186,17 +199,18 @@ class Engine:
     ) -> Result:
         """`num_images` images with seeds S..S+N-1, each one equal to generating that seed alone."""
         seeds = seed_series(params.seed, num_images)  # S..S+N-1; past 2^64-1 is an error, never a wrap
-        images, all_params, recipes, warnings = [], [], [], list(params.notes())
+        images, all_params, recipes, warnings, inputs = [], [], [], list(params.notes()), []
         for i, seed in enumerate(seeds):
             p = params if i == 0 else params.replace(seed=seed)
-            image, recipe = self._generate_one(p, on_step, should_cancel)
+            image, recipe, items = self._generate_one(p, on_step, should_cancel)
             images.append(image)
             all_params.append(p)
             recipes.append(recipe)
+            inputs.append(items)
             for w in recipe["warnings"]:
                 if w not in warnings:
                     warnings.append(w)
-        return Result(images, all_params, recipes, warnings)
+        return Result(images, all_params, recipes, warnings, inputs)
 
     def _generate_one(self, params, on_step, should_cancel):
         notes = self.memory.prepare(params.width * params.height / defaults.MEGAPIXEL) if self.memory else []
@@ -222,7 +236,7 @@ class Engine:
         raise AssertionError("unreachable")
 
     def _attempt(self, params, on_step, should_cancel):
-        """(image, recipe), or the first line of the out-of-memory error as a str."""
+        """(image, recipe, inputs), or the first line of the out-of-memory error as a str."""
         try:
             return self._run_stages(params, on_step, should_cancel)
         except torch.cuda.OutOfMemoryError as exc:
@@ -271,28 +285,43 @@ class Engine:
                 f"{self.device.type}. Use rng 'cpu' (different noise, so a different image for the same seed)"
             )
         generator = torch.Generator(rng if rng == "cpu" else self.device).manual_seed(params.seed)
+        # with an input image: its pixels, and diffusers' pipeline for the mode (the VAE encode and the
+        # noising to strength's first sigma happen in its call, from the same generator)
+        runner, extra, items = pipe, {}, []
+        if params.image is not None:
+            t0 = time.perf_counter()
+            items = read_inputs(params)
+            timings["inputs"] = time.perf_counter() - t0
+            runner = self.edit_pipeline(params.mode)
+            extra = {"image": items[0].pixels, "strength": params.strength}
+            if params.mask is not None:
+                extra["mask_image"] = items[1].pixels
 
-        # 4-7. denoise: one transformer pass per step
+        # 4-7. denoise: one transformer pass per step (fewer with an input image: params.passes)
+        total = params.passes
+
         def step_end(_pipe, i, _t, kwargs):
             if on_step is not None:
-                on_step(i + 1, params.steps, kwargs["latents"])
+                on_step(i + 1, total, kwargs["latents"])
             if should_cancel is not None and should_cancel():
                 _pipe._interrupt = True
             return {}
 
         self._passes = self._evaluations = 0
         t0 = time.perf_counter()
-        latents = pipe(
+        latents = runner(
             prompt_embeds=[enc.embeds],
             negative_prompt_embeds=[neg.embeds] if neg is not None else None,
             height=params.height, width=params.width, num_inference_steps=params.steps,
             guidance_scale=params.guidance, generator=generator, output_type="latent",
-            callback_on_step_end=step_end,
+            callback_on_step_end=step_end, **extra,
         ).images
+        if runner is not pipe:
+            pipe.maybe_free_model_hooks()  # with model offload: what the text-to-image call does at its end
         machine.sync(self.device)
         timings["denoising"] = time.perf_counter() - t0
         passes, evaluations = self._passes, self._evaluations
-        if pipe.interrupt:
+        if runner.interrupt:
             # diffusers skips the remaining passes but would still decode: drop the partial image
             raise Cancelled("generation cancelled")
 
@@ -317,6 +346,7 @@ class Engine:
             "passes": passes,
             "model_evaluations": evaluations,  # per image: 2 per pass with guidance > 0
             "cfg": params.uses_cfg,
+            "mode": params.mode,  # text-to-image, image-to-image or inpainting
             "prompt_tokens": enc.tokens,
             "truncated": enc.truncated,
             "nan": not finite,
@@ -329,7 +359,22 @@ class Engine:
             "memory": self.memory.plan.label if self.memory and self.memory.on_gpu else None,
             "warnings": warnings,
         }
-        return image, recipe
+        if items:
+            recipe["inputs"] = {item.role: item.to_dict() for item in items}
+        return image, recipe, items
+
+    def edit_pipeline(self, mode: str):
+        """diffusers' ZImageImg2ImgPipeline ('image-to-image') or ZImageInpaintPipeline ('inpainting') on this
+        engine's own modules: built per call from pipe.components (cheap: no weights are copied or moved;
+        not from_pipe, which casts every shared module to float32), so it always runs the modules loaded now."""
+        from diffusers import ZImageImg2ImgPipeline, ZImageInpaintPipeline
+
+        cls = ZImageInpaintPipeline if mode == "inpainting" else ZImageImg2ImgPipeline
+        c = self.pipe.components
+        edit = cls(scheduler=c["scheduler"], vae=c["vae"], text_encoder=c["text_encoder"], tokenizer=c["tokenizer"],
+                   transformer=c["transformer"])
+        edit.set_progress_bar_config(disable=True)
+        return edit
 
 
 def to_pil(decoded: torch.Tensor, denormalize: bool = True) -> Image.Image:

@@ -42,6 +42,7 @@ def a1111_line(recipe: dict[str, Any]) -> str:
             "Model": model.get("label") or model.get("model"),
             "Model hash": (model.get("weights_sha256") or model.get("revision") or "")[:10] or None,
             "Quant": model.get("quant"),
+            "Denoising strength": None if p.get("strength") is None else f"{p['strength']:g}",  # img2img, as A1111
             "Passes": recipe.get("passes"),
             "RNG": p.get("rng"),
             "Version": f"zturbo {recipe.get('versions', {}).get('zturbo', '')}".strip(),
@@ -116,6 +117,13 @@ def generate_command(params: dict[str, Any], model: dict[str, Any] | None = None
         args += ["--gguf", str(model["weights_file"])]
     if params.get("rng"):
         args += ["--rng", str(params["rng"])]
+    for role in ("image", "mask"):
+        if params.get(role):
+            args += [f"--{role}", str(params[role])]
+    if params.get("strength") is not None:
+        args += ["--strength", f"{float(params['strength']):g}"]
+    if params.get("resize"):
+        args += ["--resize"]
     mp = int(params.get("width", 0)) * int(params.get("height", 0)) / defaults.MEGAPIXEL
     if mp > defaults.MAX_MEGAPIXELS:
         args += ["--max-megapixels", f"{float(params.get('max_megapixels', mp)):g}"]

@@ -11,6 +11,7 @@ from . import defaults, geometry
 from .errors import InvalidParams
 
 RNG_DEVICES = ("cuda", "cpu")
+_INPUT_FIELDS = ("image", "mask", "strength", "resize")
 
 
 def random_seed() -> int:
@@ -62,10 +63,15 @@ class GenerationParams:
     steps: int = defaults.STEPS
     guidance: float = defaults.GUIDANCE
     seed: int | None = None  # None draws a random seed now; the drawn value is recorded
-    width: int = defaults.WIDTH
-    height: int = defaults.HEIGHT
+    width: int | None = None  # None: the input image's width, else defaults.WIDTH
+    height: int | None = None
     rng: str | None = None  # where the starting noise is drawn: "cuda" or "cpu"; None = the engine's device
     max_megapixels: float = defaults.MAX_MEGAPIXELS
+    # image-to-image / inpainting (diffusers' ZImageImg2ImgPipeline / ZImageInpaintPipeline)
+    image: str | None = None  # path of a PNG/JPEG/WebP to start from
+    mask: str | None = None  # path of the inpainting mask: white = repaint, black = keep (diffusers' convention)
+    strength: float | None = None  # (0, 1]: how far the input is noised; None: 0.6, or 1.0 with a mask
+    resize: bool = False  # resize an input whose size is not the output's (never done unless asked)
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -99,7 +105,74 @@ class GenerationParams:
             raise InvalidParams(f"rng must be one of {', '.join(RNG_DEVICES)}, got {self.rng!r}")
         if not (isinstance(self.max_megapixels, (int, float)) and self.max_megapixels > 0):
             raise InvalidParams(f"max megapixels must be positive, got {self.max_megapixels!r}")
+        self._check_inputs()
         geometry.check_size(self.width, self.height, self.max_megapixels)
+
+    def _check_inputs(self) -> None:
+        """Image, mask, strength and resize; fills in the output size (the input's unless told otherwise)."""
+        from . import inputs
+
+        if not isinstance(self.resize, bool):
+            raise InvalidParams(f"resize must be true or false, got {self.resize!r}")
+        if self.image is None:
+            for name, value in (("mask", self.mask), ("strength", self.strength)):
+                if value is not None:
+                    raise InvalidParams(f"{name} acts on an input image: give image too (--image IMG)")
+            if self.resize:
+                raise InvalidParams("resize acts on an input image: give image too (--image IMG)")
+            object.__setattr__(self, "width", defaults.WIDTH if self.width is None else self.width)
+            object.__setattr__(self, "height", defaults.HEIGHT if self.height is None else self.height)
+            return
+        info = inputs.probe(self.image, "image")
+        object.__setattr__(self, "image", str(self.image))
+        if self.mask is not None:
+            mask = inputs.probe(self.mask, "mask")
+            object.__setattr__(self, "mask", str(self.mask))
+            if mask.size != info.size:
+                raise InvalidParams(f"mask {self.mask} is {mask.width}x{mask.height} but image {self.image} is "
+                                    f"{info.width}x{info.height}: give a mask of the image's size")
+        if self.resize:
+            auto = inputs.nearest_size(*info.size)
+            size = (auto[0] if self.width is None else self.width, auto[1] if self.height is None else self.height)
+        else:
+            size = (info.width if self.width is None else self.width, info.height if self.height is None else self.height)
+            if size != info.size:
+                raise InvalidParams(
+                    f"image {self.image} is {info.width}x{info.height} but the size asked is {size[0]}x{size[1]}: "
+                    "the output takes the input's size; leave the size out, or pass --resize to "
+                    "resize the input to it")
+            m = defaults.SIZE_MULTIPLE
+            if info.width % m or info.height % m:
+                crop = (geometry.nearest_multiples(info.width)[0], geometry.nearest_multiples(info.height)[0])
+                near = inputs.nearest_size(*info.size)
+                raise InvalidParams(
+                    f"image {self.image} is {info.width}x{info.height}; both sides must be multiples of {m} "
+                    f"(VAE 8x × patch 2): crop it to {crop[0]}x{crop[1]}, or pass --resize to "
+                    f"resize it to {near[0]}x{near[1]}")
+        object.__setattr__(self, "width", size[0])
+        object.__setattr__(self, "height", size[1])
+        strength = self.strength
+        if strength is None:
+            strength = defaults.INPAINT_STRENGTH if self.mask is not None else defaults.STRENGTH
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not math.isfinite(strength):
+            raise InvalidParams(f"strength must be a number in (0, 1], got {strength!r}")
+        if not 0 < strength <= 1:
+            raise InvalidParams(f"strength {strength:g} is outside (0, 1]: 1 repaints fully, smaller keeps more of "
+                                f"the input (default {defaults.STRENGTH:g}, {defaults.INPAINT_STRENGTH:g} with a mask)")
+        object.__setattr__(self, "strength", float(strength))
+
+    @property
+    def passes(self) -> int:
+        """Transformer passes this run makes: `steps`, or with an input image the last part of the schedule
+        that `strength` keeps (diffusers' get_timesteps: steps - int(steps - steps * strength))."""
+        if self.image is None:
+            return self.steps
+        return self.steps - int(max(self.steps - min(self.steps * self.strength, self.steps), 0))
+
+    @property
+    def mode(self) -> str:
+        """'text-to-image', 'image-to-image' or 'inpainting'."""
+        return "text-to-image" if self.image is None else "inpainting" if self.mask is not None else "image-to-image"
 
     @property
     def uses_cfg(self) -> bool:
@@ -124,7 +197,13 @@ class GenerationParams:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as a dict; text-to-image leaves out the input-image fields (its recipes, manifests and
+        resume checks stay exactly what they were before image-to-image existed)."""
+        out = dataclasses.asdict(self)
+        if self.image is None:
+            for name in _INPUT_FIELDS:
+                del out[name]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationParams:

@@ -7,7 +7,7 @@ import datetime as _dt
 import sys
 from pathlib import Path
 
-from .. import defaults, geometry
+from .. import defaults, geometry, inputs
 from ..errors import InvalidParams
 from ..metadata import read_recipe
 from ..params import GenerationParams, seed_series
@@ -31,6 +31,8 @@ examples:
   zturbo generate "a red fox" --vram-budget 8           # fit an 8 GB card: auto picks offload and tiling
   zturbo doctor                                         # what auto would choose on this GPU, and why
   zturbo generate "a red fox" --upscale 4x-UltraSharp.safetensors  # near native, then upscale (see zturbo upscale)
+  zturbo generate "a fox, oil painting" --image photo.jpg --strength 0.6   # image-to-image, at the photo's size
+  zturbo generate "a red hat" --image photo.png --mask hat.png           # inpaint: white in the mask is repainted
 
 steps are transformer passes (default {defaults.STEPS}, the distilled schedule); guidance
 defaults to {defaults.GUIDANCE:g}: Turbo has guidance baked in, and > 0 doubles the cost."""
@@ -57,6 +59,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--megapixels", type=float, default=None, help="with --aspect: total size, 1 MP = 1024x1024 (default 1.0)")
     s.add_argument("--max-megapixels", type=float, default=defaults.MAX_MEGAPIXELS,
                    help=f"refuse sizes above this (default {defaults.MAX_MEGAPIXELS:g})")
+    i = p.add_argument_group("image-to-image and inpainting (diffusers' ZImageImg2ImgPipeline / ZImageInpaintPipeline)")
+    i.add_argument("--image", metavar="IMG", default=None,
+                   help="start from this PNG/JPEG/WebP instead of pure noise. The output takes its size: both sides "
+                        "must be multiples of 16 (or --resize); a different --size is refused unless --resize. "
+                        "A copy is written beside the output (NAME.input.EXT) for --from")
+    i.add_argument("--mask", metavar="MASK", default=None,
+                   help="inpaint: WHITE = repaint, BLACK = keep (diffusers' convention); the same size as --image")
+    i.add_argument("--strength", type=float, default=None, metavar="S",
+                   help=f"in (0, 1]: how far --image is noised before denoising; 1 repaints fully, smaller keeps more "
+                        f"of it. Only the last S of the schedule runs (8 steps at 0.6 = 5 passes). Default "
+                        f"{defaults.STRENGTH:g}, {defaults.INPAINT_STRENGTH:g} with --mask (diffusers' defaults)")
+    i.add_argument("--resize", action="store_true",
+                   help="resize --image (and --mask) to --size, or else to the nearest multiples of 16 (stretched, "
+                        "Lanczos); never done without it")
     add_model_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("-o", "--out", default=None,
@@ -85,18 +101,26 @@ def _size(args, base: dict) -> tuple[int, int]:
         return geometry.parse_size(args.size)
     if args.aspect is not None:
         return geometry.size_for_aspect(args.aspect, 1.0 if args.megapixels is None else args.megapixels)
-    # `is None`, not `or`: a typed 0 is refused like any bad width, never replaced by the default
-    width = args.width if args.width is not None else base.get("width", defaults.WIDTH)
-    return width, args.height if args.height is not None else base.get("height", defaults.HEIGHT)
+    # `is None`, not `or`: a typed 0 is refused like any bad width, never replaced by the default.
+    # None: GenerationParams' default (the input image's size, or 1024x1024)
+    width = args.width if args.width is not None else base.get("width")
+    return width, args.height if args.height is not None else base.get("height")
 
 
 def build_params(args) -> tuple[GenerationParams, dict]:
     """Params from the flags, on top of --from's recipe when given. Returns (params, model options)."""
     base: dict = {}
     model_opts = {"model": args.model, "quant": args.quant, "gguf": args.gguf}
+    image, mask, resize = args.image, args.mask, args.resize
     if args.from_image:
         recipe = read_recipe(args.from_image)
         base = dict(recipe["params"])
+        if image is None:  # the recipe's inputs, found by sha256 (the copies beside it first)
+            found = inputs.recipe_inputs(recipe, args.from_image)
+            image, mask = found.get("image"), mask if mask is not None else found.get("mask")
+            resize = resize or bool(base.get("resize"))
+        else:  # another input: its own size, unless given
+            base = {k: v for k, v in base.items() if k not in ("width", "height")}
         m = recipe.get("model", {})
         if args.model is None and args.gguf is None and args.quant is None:
             quant = m.get("quant")
@@ -127,6 +151,8 @@ def build_params(args) -> tuple[GenerationParams, dict]:
         width=width, height=height,
         rng=args.rng if args.rng is not None else base.get("rng"),
         max_megapixels=args.max_megapixels,
+        image=image, mask=mask, resize=resize,
+        strength=args.strength if args.strength is not None else base.get("strength") if image else None,
     )
     return GenerationParams(**fields), model_opts
 
@@ -160,13 +186,14 @@ def run(args) -> int:
     for note in params.notes():
         say(f"note: {note}", args.quiet)
     targets = output_paths(args.out, seeds)  # a bad -o fails fast
-    refuse_existing(targets, args.overwrite)  # the --from image too: it was read already, but is kept unless asked
+    copies = [c for t in targets for c in inputs.copy_paths(t, params)]  # NAME.input.EXT, NAME.mask.EXT
+    refuse_existing(targets + copies, args.overwrite)  # the --from image too: it was read already, but is kept unless asked
     upscaler = load_upscaler(args)  # before the pipeline: a bad upscaler file fails fast
     engine = load_engine(load_options(args, **model_opts), args.quiet)
 
     from tqdm import tqdm
 
-    bar = tqdm(total=params.steps * args.num_images, unit="pass", disable=args.quiet, file=sys.stderr, leave=False)
+    bar = tqdm(total=params.passes * args.num_images, unit="pass", disable=args.quiet, file=sys.stderr, leave=False)
     try:
         for seed, target in zip(seeds, targets):
             p = params.replace(seed=seed)
@@ -178,8 +205,9 @@ def run(args) -> int:
                 upscale_result(upscaler, result, scale=args.upscale_scale)
             result.save([target])
             t = result.recipes[0]["timings"]
+            mode = "" if p.image is None else f"{p.mode} (strength {p.strength:g})  "
             bar.write(
-                f"wrote {target}  seed {p.seed}  {result.image.width}x{result.image.height}  {result.passes} passes  "
+                f"wrote {target}  seed {p.seed}  {result.image.width}x{result.image.height}  {mode}{result.passes} passes  "
                 f"{sum(t.values()):.2f} s (text {t['text_encoding']:.2f}, denoise {t['denoising']:.2f}, "
                 f"decode {t['decoding']:.2f})",
                 file=sys.stdout,
