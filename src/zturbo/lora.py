@@ -117,6 +117,8 @@ def _mismatches(state_dict: dict, transformer) -> list[str]:
     bad = []
     for key, value in state_dict.items():
         module = modules.get(_module_of(key)) if key.startswith("transformer.") else None
+        if hasattr(module, "get_base_layer"):  # already wrapped by an earlier LoRA's adapter
+            module = module.get_base_layer()
         if not isinstance(module, torch.nn.Linear):
             bad.append(key)
         elif ".lora_A." in key and value.shape[-1] != module.in_features:
@@ -145,10 +147,11 @@ def read(pipe, path: str) -> tuple[dict, dict | None]:
         raise InvalidParams(f"LoRA {path}: holds no weights")
     bad = _mismatches(state_dict, pipe.transformer)
     if bad:
-        what = "none" if len(bad) == len(state_dict) else f"{len(bad)} of {len(state_dict)}"
+        n = len(state_dict)
+        what = (f"none of its {n} keys match" if len(bad) == n else f"{len(bad)} of its {n} keys match no layer of")
         raise InvalidParams(
-            f"LoRA {path}: {what} of its keys match this Z-Image transformer's layers (format looks like {fmt}; "
-            f"unmatched e.g. {', '.join(bad[:3])}): a LoRA for another model, or a layout diffusers does not convert")
+            f"LoRA {path}: {what} this Z-Image transformer (format looks like {fmt}; unmatched after diffusers' "
+            f"conversion, e.g. {', '.join(bad[:3])}): a LoRA for another model, or a layout diffusers does not convert")
     return state_dict, metadata
 
 
