@@ -160,12 +160,16 @@ def apply_loras(pipe, loras: tuple[tuple[str, float], ...], fuse: bool = True) -
     weights and drop the adapter layers. Returns what each image's recipe records about them."""
     from .hashing import cached_sha256
 
+    import warnings
+
     names = []
     for i, (path, _) in enumerate(loras):
         state_dict, metadata = read(pipe, path)
         name = f"{ADAPTER_PREFIX}{i}"
-        pipe.load_lora_into_transformer(state_dict, transformer=pipe.transformer, adapter_name=name,
-                                        metadata=metadata, _pipeline=pipe)
+        with warnings.catch_warnings():  # peft's "multiple adapters" note: several LoRAs are what was asked for
+            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+            pipe.load_lora_into_transformer(state_dict, transformer=pipe.transformer, adapter_name=name,
+                                            metadata=metadata, _pipeline=pipe)
         names.append(name)
     if names:
         pipe.set_adapters(names, adapter_weights=[scale for _, scale in loras])

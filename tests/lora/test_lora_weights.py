@@ -158,3 +158,24 @@ def test_a_damaged_file_is_a_clear_error(tmp_path):
     path.write_bytes(b"not safetensors at all")
     with pytest.raises(InvalidParams, match="not a readable .safetensors file"):
         load(str(path))
+
+
+def test_fast_sees_the_merged_weights(tmp_path, base_weights, monkeypatch):
+    """--fast rewrites, compiles and quantises plain Linear weights: the LoRA must be in them by then."""
+    path = tmp_path / "style.safetensors"
+    deltas = write_lora(path, "diffusers", seed=6)
+    import zturbo.speed
+
+    seen = {}
+
+    def spy(pipe, *args, **kwargs):
+        tr = pipe.transformer
+        seen["adapters"] = any(hasattr(m, "base_layer") for m in tr.modules())
+        seen["weight"] = tr.get_submodule(TARGETS[0][0]).weight.detach().clone()
+        return []
+
+    monkeypatch.setattr(zturbo.speed, "apply_fast", spy)  # what load()'s speed step calls
+    load((str(path), 0.3), fast="lossless")
+    assert seen["adapters"] is False
+    assert torch.allclose(seen["weight"], base_weights[f"{TARGETS[0][0]}.weight"] + 0.3 * deltas[TARGETS[0][0]],
+                          atol=1e-6)
