@@ -140,7 +140,7 @@ def read(pipe, path: str) -> tuple[dict, dict | None]:
     fmt = guess_format(raw)
     try:
         state_dict, metadata = pipe.lora_state_dict(path, return_lora_metadata=True)
-    except (ValueError, KeyError, RuntimeError) as exc:
+    except Exception as exc:  # the converters raise ValueError, KeyError, IndexError... for layouts they miss
         raise InvalidParams(f"LoRA {path}: diffusers' Z-Image converter cannot place its keys (format looks like "
                             f"{fmt}; e.g. {', '.join(raw[:3])}): {str(exc).splitlines()[0][:200]}") from None
     if not state_dict:
@@ -168,8 +168,11 @@ def apply_loras(pipe, loras: tuple[tuple[str, float], ...], fuse: bool = True) -
         name = f"{ADAPTER_PREFIX}{i}"
         with warnings.catch_warnings():  # peft's "multiple adapters" note: several LoRAs are what was asked for
             warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            pipe.load_lora_into_transformer(state_dict, transformer=pipe.transformer, adapter_name=name,
-                                            metadata=metadata, _pipeline=pipe)
+            try:
+                pipe.load_lora_into_transformer(state_dict, transformer=pipe.transformer, adapter_name=name,
+                                                metadata=metadata, _pipeline=pipe)
+            except (ValueError, TypeError, KeyError, RuntimeError) as exc:  # peft refusing the config or a tensor
+                raise InvalidParams(f"LoRA {path}: peft could not load it: {str(exc).splitlines()[0][:200]}") from None
         names.append(name)
     if names:
         pipe.set_adapters(names, adapter_weights=[scale for _, scale in loras])

@@ -112,3 +112,12 @@ def test_the_loading_line_names_the_loras(tmp_path, style, capsys):
     main(["generate", "a fox", "-o", str(tmp_path / "a.png"), *[a for a in TINY if a != "--quiet"], "--lora",
           f"{style}:0.5"])
     assert "+ LoRA style.safetensors:0.5" in capsys.readouterr().err
+
+
+def test_the_command_line_shown_for_an_image_names_its_loras(tmp_path, style):
+    """The server and report show `zturbo generate ...` for an image: with a LoRA it must carry --lora."""
+    from zturbo.server.app import cli_command
+
+    a = tmp_path / "a.png"
+    assert main(["generate", "a fox", "-o", str(a), "--lora", f"{style}:0.25", *TINY]) == 0
+    assert f"--lora {style}:0.25" in cli_command(read_recipe(a))
