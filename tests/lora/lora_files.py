@@ -54,3 +54,13 @@ def write_fused_qkv_kohya(path, seed: int = 0, alpha: float = 2.0) -> dict[str, 
     k = "lora_unet_layers_0_attention_qkv"
     save_file({f"{k}.lora_down.weight": A, f"{k}.lora_up.weight": B, f"{k}.alpha": torch.tensor(alpha)}, str(path))
     return {f"layers.0.attention.to_{p}": (alpha / RANK) * Bp @ A for p, Bp in zip("qkv", B.chunk(3))}
+
+
+def write_lokr(path, seed: int = 0) -> dict[str, torch.Tensor]:
+    """ai-toolkit's LoKr over diffusers' module names: delta = kron(w1, w2) (full factors: no alpha scaling)."""
+    g = torch.Generator().manual_seed(seed)
+    w1, w2 = torch.randn(16, 16, generator=g) * 0.05, torch.randn(16, 16, generator=g) * 0.05
+    m = "layers.0.attention.to_q"  # 256 x 256 = (16 x 16) kron (16 x 16)
+    save_file({f"diffusion_model.{m}.lokr_w1": w1, f"diffusion_model.{m}.lokr_w2": w2,
+               f"diffusion_model.{m}.alpha": torch.tensor(4.0)}, str(path))
+    return {m: torch.kron(w1, w2)}

@@ -9,7 +9,7 @@ import zturbo
 from zturbo.errors import InvalidParams
 from zturbo.loading import LoadOptions
 
-from lora_files import RANK, TARGETS, write_fused_qkv_kohya, write_lora
+from lora_files import RANK, TARGETS, write_fused_qkv_kohya, write_lokr, write_lora
 
 FORMATS = ["diffusers", "kohya", "ai-toolkit", "diffsynth"]
 
@@ -50,6 +50,12 @@ def test_kohya_fused_qkv_is_split_onto_q_k_v(tmp_path, base_weights):
     path = tmp_path / "qkv.safetensors"
     deltas = write_fused_qkv_kohya(path, seed=2)
     assert_merged(load(str(path)), base_weights, deltas, 1.0)  # a bare path: scale 1.0
+
+
+def test_ai_toolkit_lokr_equals_the_kronecker_merge(tmp_path, base_weights):
+    path = tmp_path / "lokr.safetensors"
+    deltas = write_lokr(path, seed=7)
+    assert_merged(load((str(path), 0.5)), base_weights, deltas, 0.5)
 
 
 def test_two_loras_in_either_order_give_the_same_weights(tmp_path, base_weights):
