@@ -158,9 +158,9 @@ def read(pipe, path: str) -> tuple[dict, dict | None]:
 def apply_loras(pipe, loras: tuple[tuple[str, float], ...], fuse: bool = True) -> list[dict[str, Any]]:
     """Load each (path, scale) into pipe.transformer, set the scales and, with `fuse`, merge them into the
     weights and drop the adapter layers. Returns what each image's recipe records about them."""
-    from .hashing import cached_sha256
-
     import warnings
+
+    from .hashing import cached_sha256
 
     names = []
     for i, (path, _) in enumerate(loras):
