@@ -135,6 +135,7 @@ class Engine:
         self.versions = machine.versions()
         self.device_name = machine.device_name(self.device)
         self.speed: list = []  # zturbo.speed.Feature: what --fast / --gguf-mode turned on
+        self.loras: list[dict] = []  # zturbo.lora.apply_loras: the LoRAs in the weights, for every recipe
 
     @classmethod
     def load(cls, options=None, **fields: Any) -> Engine:
@@ -343,6 +344,7 @@ class Engine:
         recipe = {
             "params": dataclasses.replace(params, rng=rng).to_dict(),
             "model": self.info.to_dict(),
+            "loras": self.loras,
             "passes": passes,
             "model_evaluations": evaluations,  # per image: 2 per pass with guidance > 0
             "cfg": params.uses_cfg,

@@ -7,8 +7,10 @@ body of load() reads top to bottom in numbered steps:
   1. device        resolve "cuda" / "cuda:1" / "cpu" / None (the GPU if there is one)
   2. memory plan   free memory (capped by --vram-budget) x precisions on disk -> a Plan (memory/plan.py)
   3. pipeline      weights from the hub cache, a folder, a GGUF file or the tiny model (models/loader.py)
-  4. placement     the plan carried out by diffusers' offloading; one step lower if placing runs out
-  5. speed         --fast / --gguf-mode features (speed/), each one listed in engine.speed
+  4. LoRAs         --lora files merged into the transformer's weights (lora.py), before placement and
+                   before --fast rewrites, compiles or quantises them; a GGUF transformer keeps them unfused
+  5. placement     the plan carried out by diffusers' offloading; one step lower if placing runs out
+  6. speed         --fast / --gguf-mode features (speed/), each one listed in engine.speed
 
 This module is light to import (no torch until load() runs), so that a command can validate its
 options before paying for torch.
@@ -29,6 +31,10 @@ log = logging.getLogger("zturbo")
 # float dtypes a user may ask for (torch.<name>); fp16 is refused: this model makes NaN / black images in it
 DTYPES = ("bfloat16", "float32")
 
+GGUF_SPEED_WITH_LORA = ("a LoRA on a GGUF transformer stays unfused (diffusers cannot merge it into quantised weights), "
+                        "and --fast / --gguf-mode bf16|fp8 rewrite the weights it wraps: drop --fast / --gguf-mode, "
+                        "or use --quant bf16")
+
 
 @dataclasses.dataclass(frozen=True)
 class LoadOptions:
@@ -43,6 +49,7 @@ class LoadOptions:
     vram_budget_gb: float | None = None  # use at most this much GPU memory (caps torch's allocator)
     fast: str | None = None  # None | "lossless" (compile, fused blocks, graphs, attention) | "fp8" (+ FP8 GEMMs)
     gguf_mode: str | None = None  # ondemand | bf16 | fp8 | auto: how a GGUF transformer computes
+    loras: tuple = ()  # ((path.safetensors, scale), ...): LoRAs merged into the transformer, in any order
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -69,6 +76,16 @@ class LoadOptions:
                 raise InvalidParams(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}"
                                     + (" (float16 gives NaN / black images with this model)" if "16" in name else ""))
             set_("dtype", name)
+        from .lora import normalize
+
+        set_("loras", normalize(self.loras))
+        if self.loras and (self.gguf or self.quant in defaults.GGUF_FILES) and self.speeds_up_gguf:
+            raise InvalidParams(GGUF_SPEED_WITH_LORA)
+
+    @property
+    def speeds_up_gguf(self) -> bool:
+        """--fast or --gguf-mode would rewrite a GGUF transformer's weights (which a LoRA's adapters wrap)."""
+        return bool(self.fast) or self.gguf_mode not in (None, "ondemand")
 
     @property
     def is_tiny(self) -> bool:
@@ -81,7 +98,8 @@ class LoadOptions:
         return dataclasses.replace(self, quant=quant, gguf=None)
 
     def describe(self) -> str:
-        return self.model + (f" + {self.gguf}" if self.gguf else f" ({self.quant or 'precision: auto'})")
+        loras = "".join(f" + LoRA {os.path.basename(p)}:{s:g}" for p, s in self.loras)
+        return self.model + (f" + {self.gguf}" if self.gguf else f" ({self.quant or 'precision: auto'})") + loras
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,7 +144,20 @@ def load(options: LoadOptions | None = None, **fields: Any):
     loaded = load_pipeline(model=options.model, quant=quant, gguf=options.gguf,
                            device="cpu" if device.type == "cuda" else device, dtype=dtype)
 
-    # 4. placement: the plan carried out; one step lower if the GPU runs out while placing
+    # 4. LoRAs, merged into the weights on the CPU before placement, so that offloading and --fast's block
+    #    rewrites, compile and FP8 all see plain weights; a GGUF transformer's quantised weights cannot take a
+    #    merge, so there the adapters stay unfused (their matmuls run on every pass)
+    loras = []
+    if options.loras:
+        from .lora import apply_loras
+        from .speed.gguf_mode import is_gguf
+
+        gguf = is_gguf(loaded.pipe.transformer)
+        if gguf and options.speeds_up_gguf:
+            raise InvalidParams(GGUF_SPEED_WITH_LORA)
+        loras = apply_loras(loaded.pipe, options.loras, fuse=not gguf)
+
+    # 5. placement: the plan carried out; one step lower if the GPU runs out while placing
     placement = Placement(loaded.pipe, device, plan, options.memory, capped=capped, replan=not options.is_tiny)
     if device.type == "cuda" and not placement.try_apply():
         lower = next_lower(placement.plan)
@@ -139,8 +170,9 @@ def load(options: LoadOptions | None = None, **fields: Any):
                                                            f"while loading ({plan.reason})")
     log.info("memory: %s", placement.plan.reason)
     engine = Engine(loaded, placement, options)
+    engine.loras = loras
 
-    # 5. speed features
+    # 6. speed features
     if options.fast or options.gguf_mode:
         from .speed import apply_fast
 

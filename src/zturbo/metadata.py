@@ -16,6 +16,7 @@ from PIL.PngImagePlugin import PngInfo
 from . import defaults
 from .atomic import atomic_path, write_bytes_atomic
 from .errors import InvalidParams
+from .lora import a1111_hashes
 from .pngwrite import encode_png
 
 RECIPE_KEY = "zturbo"
@@ -45,6 +46,7 @@ def a1111_line(recipe: dict[str, Any]) -> str:
             "Denoising strength": None if p.get("strength") is None else f"{p['strength']:g}",  # img2img, as A1111
             "Passes": recipe.get("passes"),
             "RNG": p.get("rng"),
+            "Lora hashes": a1111_hashes(recipe.get("loras")),
             "Version": f"zturbo {recipe.get('versions', {}).get('zturbo', '')}".strip(),
         }
     steps = recipe.get("upscale") or []
@@ -98,7 +100,8 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
     return recipe
 
 
-def generate_command(params: dict[str, Any], model: dict[str, Any] | None = None, quant: str | None = None) -> str:
+def generate_command(params: dict[str, Any], model: dict[str, Any] | None = None, quant: str | None = None,
+                     loras: list[dict[str, Any]] | None = None) -> str:
     """The `zturbo generate` line that makes an image again from its recipe (params + model info).
 
     `quant` overrides the model's (a sweep records the precision it asked for). The report and the
@@ -129,4 +132,6 @@ def generate_command(params: dict[str, Any], model: dict[str, Any] | None = None
         args += ["--max-megapixels", f"{float(params.get('max_megapixels', mp)):g}"]
     if model.get("model") and model["model"] != defaults.MODEL_ID:
         args += ["--model", str(model["model"])]
+    for lora in loras or ():
+        args += ["--lora", f"{lora['path']}:{float(lora['scale']):g}"]
     return shlex.join(args)

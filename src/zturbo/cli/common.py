@@ -39,6 +39,22 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="GGUF transformer: ondemand = dequantise in every forward (stock diffusers), bf16 / fp8 = "
                         "dequantise once at load (fp8: about the file's memory at FP8 speed, lossy). Default: auto "
                         "with --fast (bf16 if it fits, else ondemand; with --fp8: fp8 on sm_89+), else ondemand")
+    g.add_argument("--lora", metavar="FILE[:SCALE]", action="append", type=_lora_arg, default=None,
+                   help="a LoRA .safetensors file and its scale (default 1.0), e.g. style.safetensors:0.8; repeat "
+                        "for several. Layouts of diffusers/peft, kohya, ComfyUI, DiffSynth and ai-toolkit load; "
+                        "merged into the weights at load (free per pass; a new scale means a new load). Pickled "
+                        ".pt/.ckpt files are refused")
+
+
+def _lora_arg(value: str) -> tuple[str, float]:
+    """argparse type for --lora: a bad scale is a one-line usage error naming the file."""
+    from ..errors import InvalidParams
+    from ..lora import parse_arg
+
+    try:
+        return parse_arg(value)
+    except InvalidParams as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def load_options(args: argparse.Namespace, **changes):
@@ -47,7 +63,7 @@ def load_options(args: argparse.Namespace, **changes):
 
     fields = dict(model=args.model, quant=args.quant, gguf=args.gguf, device=args.device, memory=args.memory,
                   vram_budget_gb=args.vram_budget, fast="fp8" if args.fp8 else "lossless" if args.fast else None,
-                  gguf_mode=args.gguf_mode)
+                  gguf_mode=args.gguf_mode, loras=tuple(args.lora or ()))
     return LoadOptions(**{**fields, **changes})
 
 

@@ -28,6 +28,7 @@ examples:
   zturbo generate "a red fox" --model tiny -o fox.png   # offline demo model (noise by design)
   zturbo generate "a red fox" --model tiny --quant q8   # offline GGUF path: a tiny Q8_0 file written on the fly
   zturbo generate --from fox.png                        # re-run the recipe stored in an image
+  zturbo generate "a red fox" --lora style.safetensors:0.8 --lora detail.safetensors  # LoRAs, merged at load
   zturbo generate "a red fox" --vram-budget 8           # fit an 8 GB card: auto picks offload and tiling
   zturbo doctor                                         # what auto would choose on this GPU, and why
   zturbo generate "a red fox" --upscale 4x-UltraSharp.safetensors  # near native, then upscale (see zturbo upscale)
@@ -129,6 +130,10 @@ def build_params(args) -> tuple[GenerationParams, dict]:
                 model_opts.update(quant=None, gguf=m.get("weights_file"))
             elif quant in ("fp32", "fp16"):  # unquantised weights (the tiny model's float32): --quant bf16's load
                 model_opts.update(quant="bf16")
+        if args.lora is None and recipe.get("loras"):  # the same LoRA files, unless --lora names others
+            from ..lora import from_recipe
+
+            model_opts["loras"] = from_recipe(recipe["loras"], args.from_image)
     prompt = args.prompt
     if args.prompt_file:
         if prompt is not None:

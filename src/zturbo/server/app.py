@@ -107,7 +107,7 @@ def safe_image_path(out_dir: Path, name: str) -> Path | None:
 
 def cli_command(recipe: dict[str, Any]) -> str:
     """The `zturbo generate` line that makes this image again."""
-    return generate_command(recipe["params"], recipe.get("model", {}))
+    return generate_command(recipe["params"], recipe.get("model", {}), loras=recipe.get("loras"))
 
 
 def precision(model: dict[str, Any]) -> str:

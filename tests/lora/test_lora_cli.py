@@ -1,0 +1,123 @@
+"""--lora on the command line: the image changes, its recipe names the LoRA, --from brings it back, and
+every bad input is one line, exit 2, nothing written."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from zturbo.cli import main
+from zturbo.hashing import sha256_file
+from zturbo.metadata import read_recipe
+
+from lora_files import RANK, write_lora
+
+TINY = ["--model", "tiny", "--device", "cpu", "--quiet", "--size", "64x64", "--seed", "7", "--steps", "2",
+        "--rng", "cpu"]
+
+
+def pixels(path):
+    return np.asarray(Image.open(path))
+
+
+@pytest.fixture
+def style(tmp_path):
+    path = tmp_path / "style.safetensors"
+    write_lora(path, "kohya", seed=11, alpha=400.0)  # strong: the tiny model's pixels must move
+    return path
+
+
+def test_a_lora_changes_the_image_and_the_recipe_names_it(tmp_path, style, capsys):
+    plain, styled = tmp_path / "plain.png", tmp_path / "styled.png"
+    assert main(["generate", "a fox", "-o", str(plain), *TINY]) == 0
+    assert main(["generate", "a fox", "-o", str(styled), "--lora", f"{style}:0.8", *TINY]) == 0
+    assert not np.array_equal(pixels(plain), pixels(styled))
+    (rec,) = read_recipe(styled)["loras"]
+    assert rec["name"] == "style.safetensors" and rec["path"] == str(style) and rec["scale"] == 0.8
+    assert rec["sha256"] == sha256_file(style)
+    assert read_recipe(plain)["loras"] == []
+    a1111 = Image.open(styled).text["parameters"]
+    assert f'Lora hashes: "style: {rec["sha256"][:12]}"' in a1111
+
+
+def test_from_reloads_the_same_loras(tmp_path, style):
+    other = tmp_path / "other.safetensors"
+    write_lora(other, "diffusers", seed=12, alpha=300.0)
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert main(["generate", "a fox", "-o", str(a), "--lora", f"{style}:0.8", "--lora", str(other), *TINY]) == 0
+    assert main(["generate", "--from", str(a), "-o", str(b), "--quiet"]) == 0
+    assert np.array_equal(pixels(a), pixels(b))
+    assert [(r["name"], r["scale"]) for r in read_recipe(b)["loras"]] == [("style.safetensors", 0.8),
+                                                                         ("other.safetensors", 1.0)]
+
+
+def test_from_with_a_missing_lora_names_it(tmp_path, style, capsys):
+    a = tmp_path / "a.png"
+    assert main(["generate", "a fox", "-o", str(a), "--lora", str(style), *TINY]) == 0
+    style.unlink()
+    capsys.readouterr()
+    assert main(["generate", "--from", str(a), "-o", str(tmp_path / "b.png"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "style.safetensors" in err and "not found at" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b.png").exists()
+
+
+def _foreign(path):  # a Flux LoRA: modules Z-Image does not have
+    save_file({"transformer.single_transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(RANK, 64),
+               "transformer.single_transformer_blocks.0.attn.to_q.lora_B.weight": torch.zeros(64, RANK)}, str(path))
+
+
+def _nothing(path):  # keys of no LoRA layout at all
+    save_file({"model.embed.weight": torch.zeros(4, 4)}, str(path))
+
+
+@pytest.mark.parametrize("name,make,scale,msg", [
+    ("missing.safetensors", None, "", "no such file"),
+    ("old.pt", lambda p: torch.save({"a": torch.zeros(1)}, p), "", "pickled .pt files are refused"),
+    ("old.ckpt", lambda p: p.write_bytes(b"x"), ":0.5", "pickled .ckpt files are refused"),
+    ("flux.safetensors", _foreign, "", "none of its 2 keys match this Z-Image transformer"),
+    ("weird.safetensors", _nothing, "", "weird.safetensors"),
+    ("style.safetensors", lambda p: write_lora(p, "kohya"), ":strong", "scale 'strong' is not a number"),
+    ("style.safetensors", lambda p: write_lora(p, "kohya"), ":nan", "finite"),
+])
+def test_bad_lora_is_one_line_exit_2_nothing_written(tmp_path, capsys, name, make, scale, msg):
+    lora = tmp_path / "in" / name
+    lora.parent.mkdir()
+    if make:
+        make(lora)
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        code = main(["generate", "a fox", "-o", str(out / "x.png"), *TINY, "--lora", f"{lora}{scale}"])
+    except SystemExit as exc:  # a bad scale is a usage error (argparse), like any mistyped option value
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert msg in err and name in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["sweep", "serve", "trace", "verify"])
+def test_every_model_command_takes_lora(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert "--lora FILE[:SCALE]" in capsys.readouterr().out
+
+
+def test_the_loading_line_names_the_loras(tmp_path, style, capsys):
+    main(["generate", "a fox", "-o", str(tmp_path / "a.png"), *[a for a in TINY if a != "--quiet"], "--lora",
+          f"{style}:0.5"])
+    assert "+ LoRA style.safetensors:0.5" in capsys.readouterr().err
+
+
+def test_the_command_line_shown_for_an_image_names_its_loras(tmp_path, style):
+    """The server and report show `zturbo generate ...` for an image: with a LoRA it must carry --lora."""
+    from zturbo.server.app import cli_command
+
+    a = tmp_path / "a.png"
+    assert main(["generate", "a fox", "-o", str(a), "--lora", f"{style}:0.25", *TINY]) == 0
+    assert f"--lora {style}:0.25" in cli_command(read_recipe(a))
