@@ -121,3 +121,23 @@ def test_the_command_line_shown_for_an_image_names_its_loras(tmp_path, style):
     a = tmp_path / "a.png"
     assert main(["generate", "a fox", "-o", str(a), "--lora", f"{style}:0.25", *TINY]) == 0
     assert f"--lora {style}:0.25" in cli_command(read_recipe(a))
+
+
+def test_a_sweep_resumed_with_another_lora_is_not_counted_as_done(tmp_path, capsys):
+    """The LoRAs make the images too: a re-run with another LoRA or scale must not skip what it would change."""
+    lora = tmp_path / "style.safetensors"
+    write_lora(lora, "kohya", seed=11, alpha=400.0)
+    out = tmp_path / "sweep"
+    base = ["sweep", "--model", "tiny", "--device", "cpu", "--quiet", "--prompt", "a robot", "--size", "32x32",
+            "--vary", "steps=1,2", "--out", str(out), "--name", "g"]
+    assert main([*base, "--lora", f"{lora}:0.5"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--lora", f"{lora}:0.5", "--dry-run"]) == 0
+    assert "2 of 2 images already done" in capsys.readouterr().out  # the same LoRA and scale resume
+    assert main([*base, "--lora", f"{lora}:0.9"]) == 2  # another scale would replace them: refused
+    err = capsys.readouterr().err
+    assert "LoRAs style.safetensors:0.5 ->" in err and "--overwrite" in err
+    assert main([*base]) == 2  # without the LoRA: refused too
+    assert main([*base, "--overwrite"]) == 0
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["loras"] for r in records[-2:]] == [[], []]

@@ -216,36 +216,37 @@ def run(args) -> int:
 
     from ..sweep import manifest as mf
     from ..sweep.plan import describe, shard
-    from ..sweep.runner import Launch, check_no_overwrite, is_done, run_sweep, say, summary_table
+    from ..sweep.runner import Launch, check_no_overwrite, is_done, lora_key, run_sweep, say, summary_table
 
     plan = build_plan(args)
     out = Path(args.out) if args.out else _default_out(args)
     launch = Launch.from_env()
     model = args.model or defaults.MODEL_ID
     device = _device(args, launch)
+    # every model option the other commands take (--fast, --memory, --lora, ...), one load per precision
+    options = load_options(args, device=str(device))
+    loras = lora_key(options.loras)  # another LoRA or scale makes other images: resume compares them too
     if args.dry_run:
         print(describe(plan, target=_target(args, device)))
         records = mf.merged_records(out) if out.is_dir() else {}
-        done = sum(1 for i in plan.items if is_done(out, i, records.get(i.id), model))
+        done = sum(1 for i in plan.items if is_done(out, i, records.get(i.id), model, loras))
         if done:
             print(f"{out}: {done} of {len(plan.items)} images already done (a run resumes from there)")
         if launch.sharded:
             print(f"rank {launch.rank} of {launch.world_size}: {len(shard(plan.items, launch.rank, launch.world_size))} images")
         sys.stdout.flush()
         if out.is_dir() and not args.overwrite:
-            check_no_overwrite(plan, out, records, model)  # the run would stop here: say so now
+            check_no_overwrite(plan, out, records, model, loras)  # the run would stop here: say so now
         return 0
 
     say(plan.step_mapping, args.quiet)
-    # every model option the other commands take (--fast, --memory, ...), one load per precision
-    options = load_options(args, device=str(device))
 
     def loader(quant: str):
         return load_engine(options.with_quant(quant), args.quiet)
 
     try:
         outcome = run_sweep(plan, out, loader=loader, model=model, launch=launch, quiet=args.quiet,
-                            merge=not args.no_merge, overwrite=args.overwrite)
+                            merge=not args.no_merge, overwrite=args.overwrite, loras=loras)
     except KeyboardInterrupt:
         return _interrupted(out, plan, shard(plan.items, launch.rank, launch.world_size))
     print(summary_table(plan.groups({i.id for i in outcome.items}), outcome.records, outcome.not_loaded))

@@ -83,8 +83,21 @@ def say(msg: str, quiet: bool = False) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _differences(item: Item, record: dict[str, Any], model: str | None) -> dict[str, str]:
-    """What a record made differently from this item as planned now: {"size": "size 64x64 -> 32x32", ...}."""
+def lora_key(loras) -> tuple[tuple[str, float], ...]:
+    """What decides a sweep's images besides the items: its LoRAs as (sha256, scale), order-free (fusing is)."""
+    from ..hashing import cached_sha256
+
+    return tuple(sorted((cached_sha256(path), float(scale)) for path, scale in loras))
+
+
+def _recorded_loras(record: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted((r.get("sha256"), float(r.get("scale", 1.0))) for r in record.get("loras") or []))
+
+
+def _differences(item: Item, record: dict[str, Any], model: str | None,
+                 loras: tuple[tuple[str, float], ...] | None = None) -> dict[str, str]:
+    """What a record made differently from this item as planned now: {"size": "size 64x64 -> 32x32", ...}.
+    `loras` (lora_key of the run's LoRAs; None: not compared) counts too: another LoRA or scale is another image."""
     out = {}
     if record.get("quant") != item.quant:
         out["quant"] = f"quant {record.get('quant')} -> {item.quant}"
@@ -108,24 +121,29 @@ def _differences(item: Item, record: dict[str, Any], model: str | None) -> dict[
     made_with = (record.get("model") or {}).get("model")
     if model is not None and made_with != model:
         out["model"] = f"model {made_with} -> {model}"
+    if loras is not None and _recorded_loras(record) != loras:
+        had = ", ".join(f"{r.get('name')}:{r.get('scale', 1.0):g}" for r in record.get("loras") or []) or "none"
+        out["loras"] = f"LoRAs {had} -> {', '.join(f'{sha[:12]}:{s:g}' for sha, s in loras) or 'none'}"
     return out
 
 
-def _matches(item: Item, record: dict[str, Any] | None, model: str | None) -> bool:
-    """Does a record describe this item as planned now (same params, precision, model)?"""
-    return bool(record) and not _differences(item, record, model)
+def _matches(item: Item, record: dict[str, Any] | None, model: str | None, loras=None) -> bool:
+    """Does a record describe this item as planned now (same params, precision, model, LoRAs)?"""
+    return bool(record) and not _differences(item, record, model, loras)
 
 
 def _has_image(folder: Path, record: dict[str, Any] | None) -> bool:
     return bool(record and record.get("status") == "ok" and record.get("file") and (folder / record["file"]).is_file())
 
 
-def check_no_overwrite(plan: Plan, folder: Path, records: dict[str, dict[str, Any]], model: str | None) -> None:
+def check_no_overwrite(plan: Plan, folder: Path, records: dict[str, dict[str, Any]], model: str | None,
+                       loras=None) -> None:
     """Refuse a run that would replace an image made with other settings, or drop the images of an earlier
     experiment of the same name from plan.json (a grid re-run with another --size, say). Same settings
     resume; failed and missing images are simply made. Another upscaler file re-makes the upscale
     experiment's upscaled images by design (README: the upscaler's sha256 is part of the item)."""
-    replaced = [(i, _differences(i, records[i.id], model)) for i in plan.items if _has_image(folder, records.get(i.id))]
+    replaced = [(i, _differences(i, records[i.id], model, loras)) for i in plan.items
+                if _has_image(folder, records.get(i.id))]
     replaced = [(i, [text for key, text in diff.items() if key != "upscaler"]) for i, diff in replaced]
     replaced = [(i, diff) for i, diff in replaced if diff]
     if replaced:
@@ -146,9 +164,9 @@ def check_no_overwrite(plan: Plan, folder: Path, records: dict[str, dict[str, An
                 "both, or add --overwrite to replace that experiment (its files stay on disk)")
 
 
-def is_done(folder: Path, item: Item, record: dict[str, Any] | None, model: str | None) -> bool:
+def is_done(folder: Path, item: Item, record: dict[str, Any] | None, model: str | None, loras=None) -> bool:
     """Skipped on resume: recorded as planned now, and its PNG still on disk with the recorded hash."""
-    return _matches(item, record, model) and mf.record_is_valid(folder, record)
+    return _matches(item, record, model, loras) and mf.record_is_valid(folder, record)
 
 
 def _clean_temp_files(folder: Path, items: list[Item]) -> None:
@@ -186,6 +204,7 @@ def _record(item: Item, status: str, *, error: str | None = None, file: str | No
         "versions": recipe.get("versions") or getattr(engine, "versions", None) or {},
         "model": recipe.get("model") or (engine.info.to_dict() if engine is not None else {}),
         "warnings": recipe.get("warnings", []), "upscale": recipe.get("upscale"), "rank": rank,
+        "loras": (recipe.get("loras") if recipe else getattr(engine, "loras", None)) or [],
         "finished_at": mf.now_iso(),
     }
 
@@ -196,7 +215,8 @@ def _marker(folder: Path, rank: int) -> Path:
 
 def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, model: str | None = None,
               launch: Launch | None = None, quiet: bool = False, merge: bool = True,
-              poll_seconds: float = 1.0, overwrite: bool = False) -> Outcome:
+              poll_seconds: float = 1.0, overwrite: bool = False,
+              loras: tuple[tuple[str, float], ...] | None = None) -> Outcome:
     """Make every item of `plan` (this process's share of it) into `folder`; see the module docstring.
     `overwrite`: replace images made in `folder` with other settings (refused otherwise)."""
     launch = launch or Launch()
@@ -213,8 +233,8 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
 
     records = mf.merged_records(folder)
     if not overwrite:
-        check_no_overwrite(plan, folder, records, model)
-    pending = [i for i in mine if not is_done(folder, i, records.get(i.id), model)]
+        check_no_overwrite(plan, folder, records, model, loras)
+    pending = [i for i in mine if not is_done(folder, i, records.get(i.id), model, loras)]
     outcome = Outcome(items=mine, skipped=len(mine) - len(pending))
     check_disk(folder, pending)
     mf.write_plan(folder, plan.to_json(mf.read_plan(folder)))
