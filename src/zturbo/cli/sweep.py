@@ -27,6 +27,8 @@ examples:
   zturbo sweep all --out sweeps/article                    # the whole article, one command
   zturbo sweep steps guidance --model tiny --size 64x112 --out /tmp/s   # quick offline run, small frames
   zturbo sweep --prompt "a red fox" --vary steps="4-12 (+4)" --vary guidance="0-1 [3]" --out sweeps/fox
+  zturbo sweep --prompt "a fox, oil painting" --image photo.png --vary strength="0.2-1 [5]" --out sweeps/s
+                                                           # image-to-image: S0.2 ... S1.0, strength x steps passes each
   zturbo sweep --file fox.toml --dry-run                   # plan, image count, time and disk estimates
   accelerate launch -m zturbo sweep all --out sweeps/article   # one process per GPU, merged at the end
   zturbo sweep --merge sweeps/article                      # consolidate the manifest shards by hand
@@ -34,7 +36,8 @@ examples:
 Re-running the same command resumes: images already on disk with their recorded hash are skipped,
 failed ones are retried. A run that would replace images made in the folder with other settings (say the
 same --vary grid at another --size) stops and says what differs: choose another --out or --name, or add
---overwrite. A precision whose weights cannot be loaded leaves its images pending; when none loads, the
+--overwrite. Another file at an --image / --mask path (another sha256) counts as another setting too.
+A precision whose weights cannot be loaded leaves its images pending; when none loads, the
 sweep stops with that one error. The exit code is 1 when any image failed or was not made (the summary
 lists them). Ctrl-C stops after writing the image
 in hand, prints the summary of what was done and exits with 130: run the same command to resume."""
@@ -51,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--prompt-file", action="append", default=None, metavar="FILE", help="a prompt read from a text file")
     g.add_argument("--negative-prompt", default=None, help="only acts with guidance > 0")
     g.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
-                   help="a grid axis (x, then y, then z): steps, guidance, seed, size, aspect, megapixels, quant, prompt, "
+                   help="a grid axis (x, then y, then z): steps, guidance, seed, size, aspect, megapixels, quant, prompt, strength, image, "
                         "... Values are CSV, with A1111 ranges: '1-15 (+2)', '0-1 [5]'")
     g.add_argument("--file", action="append", default=[], metavar="EXPERIMENT.toml",
                    help="an experiment file: name, prompt(s), [params], [axes] (see the README)")
@@ -75,6 +78,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the upscale experiment's model (.safetensors/.pth; see zturbo upscale)")
     k.add_argument("--max-megapixels", type=float, default=defaults.MAX_MEGAPIXELS,
                    help=f"refuse sizes above this (default {defaults.MAX_MEGAPIXELS:g})")
+    i = p.add_argument_group("image-to-image and inpainting (a grid's; vary strength with --vary strength=...)")
+    i.add_argument("--image", default=None, metavar="IMG",
+                   help="every image of the grid starts from IMG (PNG/JPEG/WebP; the output takes its size unless "
+                        "--resize); several images: --vary image=a.png,b.png")
+    i.add_argument("--mask", default=None, metavar="MASK",
+                   help="inpaint: WHITE = repaint, BLACK = keep; the same size as --image")
+    i.add_argument("--strength", default=None, metavar="S",
+                   help=f"fixed strength in (0, 1] (default {defaults.STRENGTH:g}, {defaults.INPAINT_STRENGTH:g} with "
+                        "--mask); image-to-image runs strength x steps passes")
+    i.add_argument("--resize", action="store_true", help="resize --image (and --mask) to --size or the nearest "
+                   "multiples of 16 (never done unless asked)")
     add_model_arguments(p)
     r = p.add_argument_group("running")
     r.add_argument("--dry-run", action="store_true",
@@ -119,6 +133,10 @@ def build_plan(args):
     if args.quants and "quant" not in args.experiments and "all" not in args.experiments:
         raise InvalidParams("--quants sets the quant experiment's precisions: add `quant` (or all), "
                             "or vary a grid with --vary quant=bf16,q8")
+    typed_inputs = [f"--{k}" for k in ("image", "mask", "strength", "resize") if getattr(args, k) not in (None, False)]
+    if args.experiments and typed_inputs and not grid_given:
+        raise InvalidParams(f"{', '.join(typed_inputs)} {'sets' if len(typed_inputs) == 1 else 'set'} a grid's input image; the article's experiments are "
+                            "text-to-image: give --vary (e.g. --vary strength=\"0.2-1 [5]\") or --file")
     if args.experiments:
         if len(prompts) > 1:
             raise InvalidParams("the article's experiments use one prompt: give several prompts to a --vary grid")
@@ -140,7 +158,8 @@ def build_plan(args):
     fixed: dict = {"max_megapixels": args.max_megapixels}
     for key, value in (("steps", args.steps), ("guidance", args.guidance), ("seed", seed), ("size", args.size),
                        ("aspect", args.aspect), ("megapixels", args.megapixels if args.aspect else None),
-                       ("rng", args.rng), ("negative_prompt", args.negative_prompt)):
+                       ("rng", args.rng), ("negative_prompt", args.negative_prompt), ("image", args.image),
+                       ("mask", args.mask), ("strength", args.strength), ("resize", args.resize or None)):
         if value is not None:
             fixed[key] = value
     if base_quant != "bf16":

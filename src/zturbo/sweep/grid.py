@@ -9,12 +9,15 @@ A TOML file (read with the standard library's tomllib; tomli on Python 3.10):
     name = "fox"                       # folder and experiment name (default: the file's stem)
     title = "Fox: steps x guidance"
     prompts = ["a red fox", "a blue fox"]   # or prompt = "..."; several prompts become an axis
-    [params]                           # fixed: steps, guidance, seed, size/width/height, aspect, megapixels, quant, rng
-    seed = 42
+    [params]                           # fixed: steps, guidance, seed, size/width/height, aspect, megapixels, quant, rng,
+    seed = 42                          #   image, mask, resize, strength (image-to-image / inpainting)
     size = "512x512"
     [axes]                             # in order x, y, z; a list or a range string
     steps = "4-12 (+4)"
     guidance = [0, 0.5]
+
+Image-to-image: `image` (and `mask`, `resize`) fixed for the grid, `strength` an axis like any number
+(`--vary strength="0.2-1 [5]"`, file names ..._S0.6.png); several images are an axis too (IMG1, IMG2...).
 """
 
 from __future__ import annotations
@@ -34,10 +37,13 @@ from .plan import Experiment, make_item
 KEYS = {
     "prompt": "P", "negative_prompt": "N", "steps": "STEP", "guidance": "G", "seed": "SEED",
     "size": "", "width": "W", "height": "H", "aspect": "AR", "megapixels": "MP", "quant": "", "rng": "RNG",
+    "strength": "S", "image": "IMG",
 }
+FIXED_ONLY = ("mask", "resize")  # fixed settings of a grid, never an axis
 ALIASES = {"cfg": "guidance", "cfg_scale": "guidance", "negative": "negative_prompt", "negative-prompt": "negative_prompt",
-           "seeds": "seed", "step": "steps", "ar": "aspect", "mp": "megapixels", "precision": "quant"}
-NUMERIC = {"steps": int, "seed": int, "width": int, "height": int, "guidance": float, "megapixels": float}
+           "seeds": "seed", "step": "steps", "ar": "aspect", "mp": "megapixels", "precision": "quant", "images": "image"}
+NUMERIC = {"steps": int, "seed": int, "width": int, "height": int, "guidance": float, "megapixels": float,
+           "strength": float}
 
 # A1111's X/Y/Z plot range syntax (modules/scripts/xyz_grid.py), written out here because it ships in no
 # package: "a-b", "a-b (+s)", "a-b [n]".
@@ -50,6 +56,9 @@ _SAFE = re.compile(r"[^A-Za-z0-9.+-]+")
 def canonical_key(key: str) -> str:
     key = key.strip().lower().replace(" ", "_")
     key = ALIASES.get(key, key)
+    if key in FIXED_ONLY:
+        raise InvalidParams(f"{key} is fixed for a whole grid, not an axis: give --{key}"
+                            f"{' MASK' if key == 'mask' else ''} (or {key} = ... under [params] in a file)")
     if key not in KEYS:
         raise InvalidParams(f"cannot vary {key!r}: choose from {', '.join(KEYS)}")
     return key
@@ -98,10 +107,14 @@ def _one(key: str, raw: Any) -> Any:
             return _num(str(raw), int)
         if key == "seed":
             return parse_seed(raw if not isinstance(raw, str) else raw.strip())
-        if key in ("guidance", "megapixels"):
+        if key in ("guidance", "megapixels", "strength"):
             if isinstance(raw, bool):
                 raise ValueError
-            return float(raw)
+            value = float(raw)
+            if key == "strength" and not 0 < value <= 1:  # GenerationParams' rule, said here once per bad value
+                raise InvalidParams(f"strength {value:g} is outside (0, 1]: 1 repaints fully, smaller keeps more of "
+                                    "the input image (e.g. --vary strength=\"0.2-1 [5]\")")
+            return value
     except InvalidParams:
         raise
     except (ValueError, TypeError):
@@ -157,7 +170,7 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
 
 
 def _label(key: str, value: Any, index: int) -> str:
-    if key in ("prompt", "negative_prompt"):
+    if key in ("prompt", "negative_prompt", "image"):
         return f"{KEYS[key]}{index + 1}"
     text = str(value).replace(":", "x")
     return _SAFE.sub("-", f"{KEYS[key]}{text}")
@@ -181,6 +194,22 @@ def _params(values: dict[str, Any], where: str) -> tuple[GenerationParams, str]:
         raise InvalidParams(f"{where}: {exc}") from None
 
 
+def _fixed_only(fixed: dict[str, Any]) -> dict[str, Any]:
+    """Pop the inpainting mask and the resize switch from `fixed`, checked (they are never axes)."""
+    out = {}
+    mask = fixed.pop("mask", None)
+    if mask is not None:
+        if not isinstance(mask, str):
+            raise InvalidParams(f"mask {mask!r} must be the path of an image file")
+        out["mask"] = mask
+    resize = fixed.pop("resize", False)
+    if not isinstance(resize, bool):
+        raise InvalidParams(f"resize {resize!r} must be true or false")
+    if resize:
+        out["resize"] = True
+    return out
+
+
 def build_grid(name: str, prompts: list[str], fixed: dict[str, Any], axes: list[tuple[str, list[Any]]],
                title: str | None = None) -> Experiment:
     """The grid over `axes` (x varies fastest, then y, then z...) with `fixed` params; several prompts
@@ -189,10 +218,12 @@ def build_grid(name: str, prompts: list[str], fixed: dict[str, Any], axes: list[
         raise InvalidParams(f"experiment name {name!r} must be a plain folder name, e.g. fox-grid")
     fixed = dict(fixed)
     cap = fixed.pop("max_megapixels", None)  # a limit, not a knob: fixed only
+    extra = _fixed_only(fixed)
     gguf = fixed.get("quant") == "gguf" and fixed.pop("quant")  # a --gguf file: fixed only
     fixed = {canonical_key(k): _one(canonical_key(k), v) for k, v in fixed.items()}
     if cap is not None:
         fixed["max_megapixels"] = cap
+    fixed.update(extra)
     if gguf:
         fixed["quant"] = "gguf"
     axes = [(canonical_key(k), v) for k, v in axes]

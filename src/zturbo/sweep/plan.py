@@ -38,8 +38,8 @@ class Item:
 
     def seconds(self, rates: dict[str, Any]) -> float:
         """Estimated seconds at `rates` (a defaults.SWEEP_EST_* set): transformer evaluations (guidance > 0
-        runs two per pass) plus a decode."""
-        evals = self.params.steps * (2 if self.params.uses_cfg else 1)
+        runs two per pass; image-to-image runs only the passes its strength keeps) plus a decode."""
+        evals = self.params.passes * (2 if self.params.uses_cfg else 1)
         mp = self.megapixels
         s = evals * (rates["pass_s"] + rates["pass_s_per_mp"] * mp) + rates["decode_s_per_mp"] * mp
         return s * (1.0 if self.quant == "bf16" else rates["gguf_factor"])
@@ -135,6 +135,7 @@ class Plan:
             "shapes": shapes,
             "quants": quants,
             "prompts": len({i.params.prompt for i in items}),
+            "passes": sum(i.params.passes for i in items),  # what the run records, image by image
             "seconds": seconds,
             "bytes": estimated_bytes(items),
         }
@@ -256,11 +257,17 @@ def describe(plan: Plan, pending: list[Item] | None = None, target: Target | Non
         *([shared] if shared else []),
         f"{est['items']} images, {len(est['shapes'])} distinct shapes ({shapes}), {est['prompts']} prompt(s), "
         f"precision(s): {', '.join(est['quants'])} (one model load each)",
+        f"{est['passes']} transformer passes in all{_img2img_note(plan.items if pending is None else pending)}",
         target.time_line(est["seconds"]),
         f"estimated disk: {format_bytes(est['bytes'])} at most",
         plan.step_mapping,
     ]
     return "\n".join(lines)
+
+
+def _img2img_note(items: list[Item]) -> str:
+    n = sum(i.params.image is not None for i in items)
+    return f" ({n} image-to-image: strength x steps passes each)" if n else ""
 
 
 def shared_note(groups: list[tuple[str, list[str]]]) -> str:

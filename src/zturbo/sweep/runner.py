@@ -2,7 +2,7 @@
 
 - An image's record is appended to the manifest only after its PNG is on disk (atomic write, fsync).
 - Re-running resumes: an item whose last record is ok, whose PNG still has the recorded sha256 and whose
-  params match the plan is skipped; everything else is (re)made.
+  params match the plan (an input image's sha256 included) is skipped; everything else is (re)made.
 - Never overwrites an image an earlier run made with other settings (nor drops an earlier same-named
   experiment's images from plan.json) unless asked (`overwrite=True`): it says what differs and stops.
 - One failing item (bad value, out of memory, NaN) is recorded as failed and the sweep goes on. A
@@ -118,12 +118,30 @@ def _differences(item: Item, record: dict[str, Any], model: str | None,
         steps = record.get("upscale") or [{}]
         if steps[-1].get("weights_sha256") != item.upscale.get("sha256"):
             out["upscaler"] = f"upscaler -> {Path(item.upscale['model']).name}"
+    out.update(_input_differences(item, record))
     made_with = (record.get("model") or {}).get("model")
     if model is not None and made_with != model:
         out["model"] = f"model {made_with} -> {model}"
     if loras is not None and _recorded_loras(record) != loras:
         had = ", ".join(f"{r.get('name')}:{r.get('scale', 1.0):g}" for r in record.get("loras") or []) or "none"
         out["loras"] = f"LoRAs {had} -> {', '.join(f'{sha[:12]}:{s:g}' for sha, s in loras) or 'none'}"
+    return out
+
+
+def _input_differences(item: Item, record: dict[str, Any]) -> dict[str, str]:
+    """Another file at the input's path (its sha256 is not the recorded one) makes another image."""
+    from ..hashing import cached_sha256
+
+    out = {}
+    recorded = record.get("inputs") or {}
+    for role in ("image", "mask"):
+        path = getattr(item.params, role)
+        if path is None:
+            continue
+        had, now = (recorded.get(role) or {}).get("sha256"), cached_sha256(path)
+        if had != now:
+            out[f"input {role}"] = (f"input {role} {path} sha256 {str(had)[:12]} -> {now[:12]} "
+                                    "(another file at the same path)")
     return out
 
 
@@ -205,6 +223,7 @@ def _record(item: Item, status: str, *, error: str | None = None, file: str | No
         "model": recipe.get("model") or (engine.info.to_dict() if engine is not None else {}),
         "warnings": recipe.get("warnings", []), "upscale": recipe.get("upscale"), "rank": rank,
         "loras": (recipe.get("loras") if recipe else getattr(engine, "loras", None)) or [],
+        "inputs": recipe.get("inputs"),  # the input image's / mask's sha256: resume compares them
         "finished_at": mf.now_iso(),
     }
 
