@@ -101,6 +101,10 @@ def test_a_bad_strength_in_a_file_and_strength_without_an_image_are_refused(tmp_
     assert "give image too (--image IMG)" in capsys.readouterr().err
     assert main(["sweep", "steps", "--image", str(tmp_path / "p.png"), "--out", str(tmp_path / "o"), *TINY]) == 2
     assert "--image sets a grid's input image" in capsys.readouterr().err
+    assert main(["sweep", "--prompt", "x", "--image", str(tmp_path / "p.png"), "--strength", "0.5", "--vary",
+                 "strength=0.5,1", "--out", str(tmp_path / "o"), *TINY]) == 2
+    assert "strength is both fixed (0.5) and an axis" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_resume_skips_done_items_and_another_file_at_the_input_path_is_refused_unless_overwrite(tmp_path, capsys):
