@@ -54,8 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--prompt-file", action="append", default=None, metavar="FILE", help="a prompt read from a text file")
     g.add_argument("--negative-prompt", default=None, help="only acts with guidance > 0")
     g.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
-                   help="a grid axis (x, then y, then z): steps, guidance, seed, size, aspect, megapixels, quant, prompt, strength, image, "
-                        "... Values are CSV, with A1111 ranges: '1-15 (+2)', '0-1 [5]'")
+                   help="a grid axis (x, then y, then z): steps, guidance, seed, size, aspect, megapixels, quant, prompt, "
+                        "strength, image, ... Values are CSV, with A1111 ranges: '1-15 (+2)', '0-1 [5]'")
     g.add_argument("--file", action="append", default=[], metavar="EXPERIMENT.toml",
                    help="an experiment file: name, prompt(s), [params], [axes] (see the README)")
     g.add_argument("--name", default="grid", help="the --vary grid's name and folder (default grid)")
@@ -135,7 +135,8 @@ def build_plan(args):
                             "or vary a grid with --vary quant=bf16,q8")
     typed_inputs = [f"--{k}" for k in ("image", "mask", "strength", "resize") if getattr(args, k) not in (None, False)]
     if args.experiments and typed_inputs and not grid_given:
-        raise InvalidParams(f"{', '.join(typed_inputs)} {'sets' if len(typed_inputs) == 1 else 'set'} a grid's input image; the article's experiments are "
+        verb = "sets" if len(typed_inputs) == 1 else "set"
+        raise InvalidParams(f"{', '.join(typed_inputs)} {verb} a grid's input image; the article's experiments are "
                             "text-to-image: give --vary (e.g. --vary strength=\"0.2-1 [5]\") or --file")
     if args.experiments:
         if len(prompts) > 1:
