@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from zturbo.inputs import recipe_inputs
+
 from server_support import wait_job
 
 W, H = 64, 48
@@ -75,6 +77,12 @@ def test_edit_round_trip_keeps_the_input_size_and_names_its_sha256(client):
     assert item["recipe"]["inputs"]["image"]["sha256"] == sha
     assert item["recipe"]["params"]["strength"] == 0.5
     assert "--image" in item["command"]
+    # --from finds the very same input again (the copy beside the PNG, or the stored upload)
+    png_path = client.app.state.out_dir / item["name"]
+    found = recipe_inputs(item["recipe"], png_path)
+    assert hashlib.sha256(open(found["image"], "rb").read()).hexdigest() == sha
+    (png_path.parent / item["recipe"]["inputs"]["image"]["file"]).unlink()
+    assert recipe_inputs(item["recipe"], png_path) == {"image": str(stored.resolve())}
     # the same bytes again are the same upload, not a second file
     assert edit(client, image, strength="0.5").status_code == 200
     assert uploads(client) == [f"{sha}.png"]

@@ -254,7 +254,8 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
                          "width": defaults.WIDTH, "height": defaults.HEIGHT},
             "limits": {"min_steps": defaults.MIN_STEPS, "max_steps": defaults.MAX_STEPS,
                        "max_images": defaults.SERVER_MAX_IMAGES, "max_megapixels": max_megapixels,
-                       "size_multiple": defaults.SIZE_MULTIPLE, "max_body_bytes": max_body},
+                       "size_multiple": defaults.SIZE_MULTIPLE, "max_body_bytes": max_body,
+                       "max_upload_bytes": max_upload, "input_formats": list(defaults.INPUT_FORMATS)},
             "presets": {a: {f"{mp:g}": list(geometry.size_for_aspect(a, mp)) for mp in MEGAPIXELS} for a in ASPECTS},
         }
 
