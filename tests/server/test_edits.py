@@ -188,10 +188,9 @@ def test_an_upload_over_the_cap_is_413(make_client):
 
 def test_one_file_over_the_per_file_cap_is_413_and_not_stored(make_client):
     client = make_client(max_upload=20_000)
-    big = png(96, 64)  # ~18 KB
-    small = png(16, 16)
-    assert len(small) < 2_000 and 18_000 < len(big) < 20_000
-    r = client.post("/api/uploads", files={"file": ("a.png", big + b"\0" * 3_000, "image/png")})
+    assert client.get("/api/health").json()["limits"]["max_upload_bytes"] == 20_000
+    big = png(96, 64) + b"\0" * 3_000  # ~21 KB: under the body cap (64 KiB + 20 KB), over the per-file cap
+    r = client.post("/api/uploads", files={"file": ("a.png", big, "image/png")})
     assert_refused(client, r, "image upload is over the", 413)
     assert uploads(client) == []
 
@@ -207,3 +206,10 @@ def test_bad_uploads_on_the_native_api(client):
         assert_refused(client, r, "image" if name != 5 else "name of an upload")
     r = client.post("/api/jobs", json={"prompt": "fox", "strength": 0.5})
     assert_refused(client, r, "strength acts on an input image")
+
+
+def test_the_api_docs_show_the_upload_forms(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for route, file in (("/v1/images/edits", "image"), ("/api/uploads", "file")):
+        schema = paths[route]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert schema["properties"][file]["format"] == "binary"
