@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__, defaults, geometry
 from ..errors import InvalidParams
+from ..inputs import ROLES
 from ..metadata import generate_command
 from .history import MAX_OFFSET, History
 from .jobs import CANCELLED, DONE, JobQueue, QueueFull
@@ -290,7 +291,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     async def create_upload(request: Request):
         async with multipart(request, 1, "file") as form:
             role = form.get("role", "image")
-            if role not in uploads.inputs.ROLES:
+            if role not in ROLES:
                 raise InvalidParams(f"role must be image or mask, got {reprlib.repr(role)}")
             path = Path(await upload(out_dir, form, ("file",), role, True))
         return {"name": path.name, "role": role, "sha256": path.stem, "bytes": path.stat().st_size}
