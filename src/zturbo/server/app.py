@@ -41,9 +41,9 @@ from .. import __version__, defaults, geometry
 from ..errors import InvalidParams
 from ..inputs import ROLES
 from ..metadata import generate_command
+from . import uploads
 from .history import MAX_OFFSET, History
 from .jobs import CANCELLED, DONE, JobQueue, QueueFull
-from . import uploads
 from .schemas import JobRequest, OpenAIImageRequest, edit_request, to_params
 from .security import SecurityMiddleware, normalize_origin
 
