@@ -68,6 +68,7 @@ SERVER_PORT = 7860
 SERVER_QUEUE_BOUND = 16  # jobs waiting behind the running one; more get HTTP 503
 SERVER_RETRY_AFTER_S = 5  # Retry-After on a 503 (queue full)
 SERVER_MAX_BODY_BYTES = 64 * 1024  # request body cap: a prompt is text, 64 KiB is plenty
+SERVER_MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # one uploaded input image or mask (/v1/images/edits, /api/uploads)
 SERVER_MAX_IMAGES = 4  # images per request (n)
 SERVER_HISTORY_PAGE = 24  # images per /api/history page
 SERVER_HISTORY_MAX_PAGE = 200  # the largest ?limit= a client may ask for

@@ -5,12 +5,14 @@ Routes (all JSON unless said):
   GET  /docs, /openapi.json        API docs (rendered by our own page: no CDN)
   GET  /api/health                 model, precision, device, queue, limits, size presets
   POST /api/jobs                   queue a job -> 202 {id, ...}; 503 + Retry-After when full
+  POST /api/uploads                store an input image or mask (multipart `file`, `role`) -> {name, sha256, ...}
   GET  /api/jobs/{id}              its state
   GET  /api/jobs/{id}/events       server-sent events: queued, started, step (with preview), done/failed/cancelled
   DELETE /api/jobs/{id}            cancel (queued or running); nothing of it is written
   GET  /api/images/{name}          a PNG from the output folder (never anything outside it)
   GET  /api/history                newest first, paged, each image with its recipe and CLI command
   POST /v1/images/generations      OpenAI-compatible, waits for the images
+  POST /v1/images/edits            OpenAI-compatible image-to-image / inpainting (multipart image + mask), waits
   GET  /v1/models                  the one loaded model, for OpenAI clients that list models
 """
 
@@ -31,14 +33,18 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from .. import __version__, defaults, geometry
 from ..errors import InvalidParams
+from ..inputs import ROLES
 from ..metadata import generate_command
+from . import uploads
 from .history import MAX_OFFSET, History
 from .jobs import CANCELLED, DONE, JobQueue, QueueFull
-from .schemas import JobRequest, OpenAIImageRequest, to_params
+from .schemas import JobRequest, OpenAIImageRequest, edit_request, to_params
 from .security import SecurityMiddleware, normalize_origin
 
 STATIC = resources.files("zturbo.server") / "static"
@@ -105,6 +111,15 @@ def safe_image_path(out_dir: Path, name: str) -> Path | None:
     return path
 
 
+def upload_doc(file: str, **fields: str) -> dict[str, Any]:
+    """The OpenAPI shape of a multipart upload route (its form is read by hand, for the size cap)."""
+    props: dict[str, Any] = {file: {"type": "string", "format": "binary"}}
+    for name, text in fields.items():
+        props[name] = {"type": "string", "description": text, **({"format": "binary"} if name == "mask" else {})}
+    schema = {"type": "object", "required": [file], "properties": props}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
 def cli_command(recipe: dict[str, Any]) -> str:
     """The `zturbo generate` line that makes this image again."""
     return generate_command(recipe["params"], recipe.get("model", {}), loras=recipe.get("loras"))
@@ -129,7 +144,7 @@ def history_item(row: dict[str, Any], out_dir: Path) -> dict[str, Any]:
 
 def remove_partial_files(out_dir: Path) -> None:
     """Temp files of atomic writes cut short by a crash (atomic.py names them .NAME.png.XXXX.part)."""
-    for p in out_dir.glob(".*.png.*.part"):
+    for p in [*out_dir.glob(".*.png.*.part"), *(out_dir / uploads.FOLDER).glob(".*.part")]:
         with contextlib.suppress(OSError):
             p.unlink()
 
@@ -137,7 +152,8 @@ def remove_partial_files(out_dir: Path) -> None:
 def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str | None = None,
                allow_origins: list[str] | tuple[str, ...] = (), bound_host: str | None = defaults.SERVER_HOST,
                queue_bound: int = defaults.SERVER_QUEUE_BOUND, max_body: int = defaults.SERVER_MAX_BODY_BYTES,
-               max_megapixels: float = defaults.MAX_MEGAPIXELS, previews: bool = True) -> FastAPI:
+               max_megapixels: float = defaults.MAX_MEGAPIXELS, previews: bool = True,
+               max_upload: int = defaults.SERVER_MAX_UPLOAD_BYTES) -> FastAPI:
     try:
         allow_origins = [normalize_origin(o) for o in allow_origins]
     except ValueError as exc:
@@ -172,12 +188,16 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
         app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins),
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(SecurityMiddleware, token=token, allow_origins=allow_origins, bound_host=bound_host,
-                       max_body=max_body)
+                       max_body=max_body, max_upload=max_upload)
 
     # -- errors ---------------------------------------------------------------------------------
     @app.exception_handler(InvalidParams)
     async def _invalid(_, exc):
         return error(422, str(exc), "invalid_request_error")
+
+    @app.exception_handler(uploads.UploadTooLarge)
+    async def _too_large(_, exc):
+        return error(413, str(exc), "body_too_large")
 
     @app.exception_handler(RequestValidationError)
     async def _schema(_, exc):
@@ -204,8 +224,8 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
                                      "their images stay in /api/history)")
         return job
 
-    def submit(req) -> Any:
-        params, n = to_params(req, max_megapixels)
+    def submit(req, image: str | None = None, mask: str | None = None) -> Any:
+        params, n = to_params(req, max_megapixels, image, mask)
         device = getattr(engine, "device", None)
         if params.rng == "cuda" and device is not None and device.type != "cuda":
             raise InvalidParams(f"rng 'cuda' needs a CUDA device; this server runs on {device.type}: use rng 'cpu'")
@@ -235,13 +255,46 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
                          "width": defaults.WIDTH, "height": defaults.HEIGHT},
             "limits": {"min_steps": defaults.MIN_STEPS, "max_steps": defaults.MAX_STEPS,
                        "max_images": defaults.SERVER_MAX_IMAGES, "max_megapixels": max_megapixels,
-                       "size_multiple": defaults.SIZE_MULTIPLE, "max_body_bytes": max_body},
+                       "size_multiple": defaults.SIZE_MULTIPLE, "max_body_bytes": max_body,
+                       "max_upload_bytes": max_upload, "input_formats": list(defaults.INPUT_FORMATS)},
             "presets": {a: {f"{mp:g}": list(geometry.size_for_aspect(a, mp)) for mp in MEGAPIXELS} for a in ASPECTS},
         }
 
     @app.post("/api/jobs", status_code=202, summary="Queue a generation job")
     async def create_job(req: JobRequest):
-        return submit(req).view()
+        image = None if req.image is None else uploads.resolve(out_dir, req.image, "image")
+        mask = None if req.mask is None else uploads.resolve(out_dir, req.mask, "mask")
+        return submit(req, image, mask).view()
+
+    def multipart(request: Request, max_files: int, field: str):
+        if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            raise InvalidParams(f"{field} is missing: send a multipart/form-data body with the input image as the "
+                                f"file field '{field}' (PNG, JPEG or WebP)")
+        return request.form(max_files=max_files, max_fields=64)
+
+    async def upload(out_dir: Path, form, fields: tuple[str, ...], role: str, required: bool) -> str | None:
+        """The one file sent under `fields`, checked and stored in uploads/; its path."""
+        files = [v for f in fields for v in form.getlist(f)]
+        if not files:
+            if required:
+                raise InvalidParams(f"{role} is missing: send the input {role} as a file field '{fields[0]}' "
+                                    "(PNG, JPEG or WebP)")
+            return None
+        if len(files) > 1 or not isinstance(files[0], UploadFile):
+            raise InvalidParams(f"'{fields[0]}' must be one file (PNG, JPEG or WebP), sent as a file field")
+        data = await uploads.read_capped(files[0], role, max_upload)
+        return str(await run_in_threadpool(uploads.store, out_dir, data, role))
+
+    @app.post("/api/uploads", summary="Store an input image or mask for /api/jobs (multipart: file, role)",
+              openapi_extra=upload_doc("file", role="'image' (default) or 'mask' (a mask with transparency "
+                                                    "is converted: transparent = repaint)"))
+    async def create_upload(request: Request):
+        async with multipart(request, 1, "file") as form:
+            role = form.get("role", "image")
+            if role not in ROLES:
+                raise InvalidParams(f"role must be image or mask, got {reprlib.repr(role)}")
+            path = Path(await upload(out_dir, form, ("file",), role, True))
+        return {"name": path.name, "role": role, "sha256": path.stem, "bytes": path.stat().st_size}
 
     @app.get("/api/jobs/{job_id}", summary="A job's state")
     async def get_job(job_id: str):
@@ -302,7 +355,23 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     # -- OpenAI-compatible ----------------------------------------------------------------------
     @app.post("/v1/images/generations", summary="OpenAI-compatible image generation (waits for the result)")
     async def openai_generate(req: OpenAIImageRequest, request: Request):
-        job = submit(req)
+        return await openai_result(submit(req), req.response_format, request)
+
+    @app.post("/v1/images/edits", summary="OpenAI-compatible image edit: image-to-image, or inpainting with a mask",
+              openapi_extra=upload_doc("image", mask="inpainting mask: white = repaint; a mask with transparency "
+                                                     "(OpenAI's convention) is converted, transparent = repaint",
+                                       prompt="text", n="1..4", size="WxH (default: the image's size)",
+                                       response_format="b64_json or url", strength="(0, 1]", seed="0..2^64-1",
+                                       steps="passes", guidance="CFG", negative_prompt="text",
+                                       resize="true: resize the image to size"))
+    async def openai_edit(request: Request):
+        async with multipart(request, 2, "image") as form:
+            req = edit_request({k: v for k, v in form.multi_items() if isinstance(v, str)})
+            image = await upload(out_dir, form, ("image", "image[]"), "image", True)
+            mask = await upload(out_dir, form, ("mask",), "mask", False)
+        return await openai_result(submit(req, image, mask), req.response_format, request)
+
+    async def openai_result(job, response_format: str, request: Request):
         await job.wait_finished()
         if job.state == CANCELLED:
             return error(409, "the job was cancelled (DELETE /api/jobs/{id}, or the server is stopping)", "cancelled")
@@ -311,7 +380,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
         data = []
         for name, recipe in zip(job.images, job.recipes):
             item: dict[str, Any] = {"revised_prompt": recipe["params"]["prompt"], "seed": str(recipe["params"]["seed"])}
-            if req.response_format == "url":
+            if response_format == "url":
                 item["url"] = str(request.base_url) + f"api/images/{name}"
             else:
                 item["b64_json"] = base64.b64encode((out_dir / name).read_bytes()).decode("ascii")

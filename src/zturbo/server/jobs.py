@@ -47,7 +47,7 @@ class Job:
         self.started: float | None = None
         self.finished_at: float | None = None
         self.step = 0  # passes done over all n images
-        self.total = params.steps * n
+        self.total = params.passes * n  # an input image's strength skips the schedule's first steps
         self.images: list[str] = []
         self.recipes: list[dict[str, Any]] = []
         self.warnings: list[str] = list(params.notes())  # the CLI's notes, then the engine's (NaN, truncation...)
@@ -252,7 +252,7 @@ class JobQueue:
         for i, seed in enumerate(job.seeds):
             if job.cancel_requested.is_set():
                 raise Cancelled("cancelled")
-            done_before = i * job.params.steps
+            done_before = i * job.params.passes
 
             def on_step(step: int, total: int, latents, i=i, done_before=done_before) -> None:
                 job.step = done_before + step

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 import reprlib
+from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .. import defaults, geometry
 from ..errors import InvalidParams
@@ -40,6 +41,11 @@ class Knobs(BaseModel):
 
 class JobRequest(Knobs):
     size: Optional[str] = Field(None, description="WxH, instead of width and height")
+    image: Any = Field(None, description="image-to-image: the name POST /api/uploads returned for the input image")
+    mask: Any = Field(None, description="inpainting: the name of an uploaded mask (white = repaint), with image")
+    strength: Any = Field(None, description=f"(0, 1], with image: how far the input is noised (default "
+                                            f"{defaults.STRENGTH:g}, {defaults.INPAINT_STRENGTH:g} with a mask)")
+    resize: Any = Field(False, description="with image: resize an input whose size is not the output's")
 
 
 class OpenAIImageRequest(Knobs):
@@ -58,6 +64,44 @@ class OpenAIImageRequest(Knobs):
     def _null_is_the_default(cls, value: Any, info) -> Any:
         # OpenAI's schema allows null for these, meaning the default; its clients send it
         return cls.model_fields[info.field_name].default if value is None else value
+
+
+class OpenAIEditRequest(OpenAIImageRequest):
+    """POST /v1/images/edits' form fields besides the files (OpenAI's plus zturbo's knobs), as typed values."""
+
+    strength: Any = None
+    resize: Any = False
+
+
+_FORM_NUMBERS = {"n": int, "steps": int, "width": int, "height": int, "guidance": float, "strength": float}
+_FORM_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def edit_request(fields: dict[str, str]) -> OpenAIEditRequest:
+    """The edit's text form fields typed as JSON would carry them (a form sends only text); unknown ones ignored."""
+    typed: dict[str, Any] = {}
+    for name, value in fields.items():
+        _text(name, value)
+        kind = _FORM_NUMBERS.get(name)
+        if kind is not None and value.strip() != "":
+            try:
+                typed[name] = kind(value.strip())
+            except ValueError:
+                what = "a whole number" if kind is int else "a number"
+                raise InvalidParams(f"{name} must be {what}, got {reprlib.repr(value)}") from None
+        elif name == "resize":
+            if value.strip().lower() not in _FORM_BOOLS:
+                raise InvalidParams(f"resize must be true or false, got {reprlib.repr(value)}")
+            typed[name] = _FORM_BOOLS[value.strip().lower()]
+        elif kind is None:
+            typed[name] = value
+    if "prompt" not in typed:
+        raise InvalidParams("prompt is missing: send a form field prompt (what the edit should draw)")
+    try:
+        return OpenAIEditRequest.model_validate(typed)
+    except ValidationError as exc:  # only response_format is checked here: the rest by GenerationParams
+        e = exc.errors()[0]
+        raise InvalidParams(f"{'.'.join(map(str, e['loc']))}: {e['msg']}, got {reprlib.repr(e.get('input'))}") from None
 
 
 def _whole(name: str, value: Any) -> int:
@@ -86,8 +130,10 @@ def _seed(value: Any) -> Any:
     return _whole("seed", value)
 
 
-def to_params(req: Knobs, max_megapixels: float) -> tuple[GenerationParams, int]:
-    """The request as validated GenerationParams and an image count; InvalidParams otherwise."""
+def to_params(req: Knobs, max_megapixels: float, image: str | None = None,
+              mask: str | None = None) -> tuple[GenerationParams, int]:
+    """The request as validated GenerationParams and an image count; InvalidParams otherwise.
+    `image`/`mask` are paths of stored uploads (the output takes the image's size unless one is given)."""
     _text("prompt", req.prompt)
     _text("negative_prompt", req.negative_prompt)
     n = _whole("n", req.n)
@@ -98,10 +144,23 @@ def to_params(req: Knobs, max_megapixels: float) -> tuple[GenerationParams, int]
         raise InvalidParams("give size or width/height, not both")
     if size is not None and size.strip().lower() != "auto":
         width, height = geometry.parse_size(size)
-    params = GenerationParams(
-        prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps, guidance=req.guidance,
-        seed=_seed(req.seed), width=defaults.WIDTH if width is None else width,
-        height=defaults.HEIGHT if height is None else height, rng=req.rng, max_megapixels=max_megapixels,
-    )
+    try:
+        params = GenerationParams(
+            prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps, guidance=req.guidance,
+            seed=_seed(req.seed), width=width, height=height, rng=req.rng, max_megapixels=max_megapixels,
+            image=image, mask=mask, strength=getattr(req, "strength", None), resize=getattr(req, "resize", False),
+        )
+    except InvalidParams as exc:
+        raise InvalidParams(_for_http(str(exc), image, mask)) from None
     seed_series(params.seed, n)  # S..S+n-1 must all be seeds: refused now, never queued
     return params, n
+
+
+def _for_http(message: str, *paths: str | None) -> str:
+    """GenerationParams' words for the CLI, said for HTTP: uploads by their names, not server paths."""
+    for path in paths:
+        if path is not None:
+            message = message.replace(path, f"upload {Path(path).name}")
+    return (message.replace("pass --resize", "send resize=true").replace(" (--image IMG)", "")
+            .replace("--resize", "resize=true"))
+

@@ -4,7 +4,8 @@
      hosts): a foreign Host is how DNS rebinding reaches a loopback server -> 403.
   2. Origin, when a browser sends one, must be this server itself or an --allow-origin -> 403:
      no other website can drive the API (CSRF), even with a simple form POST.
-  3. The body is capped (by Content-Length, or counted when chunked) -> 413.
+  3. The body is capped (by Content-Length, or counted when chunked) -> 413, before it is read. The
+     upload routes get room for their files (UPLOAD_FILES x max_upload) on top of the usual cap.
   4. With a token, every API call needs `Authorization: Bearer <token>` -> 401. The web UI
      itself (/, /static, /docs) carries no data and loads without it.
 Every response also gets headers that stop framing and sniffing, and a CSP for the UI.
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
 PROTECTED_PREFIXES = ("/api/", "/v1/", "/openapi.json")
+UPLOAD_FILES = {"/v1/images/edits": 2, "/api/uploads": 1}  # route -> the files its body may carry
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -75,7 +77,7 @@ def normalize_origin(origin: str) -> str:
 
 class SecurityMiddleware:
     def __init__(self, app, *, token: str | None, allow_origins: Iterable[str] = (),
-                 bound_host: str | None = None, max_body: int):
+                 bound_host: str | None = None, max_body: int, max_upload: int = 0):
         self.app = app
         self.token = token.encode() if token else None
         self.allow_origins = {normalize_origin(o) for o in allow_origins}
@@ -83,6 +85,7 @@ class SecurityMiddleware:
         if bound_host and bound_host not in WILDCARD_HOSTS:
             self.allowed_hosts.add(bound_host.strip("[]").lower())
         self.max_body = max_body
+        self.max_upload = max_upload
 
     def host_allowed(self, host: str) -> bool:
         return is_loopback(host) or host in self.allowed_hosts
@@ -99,13 +102,14 @@ class SecurityMiddleware:
         if origin is not None and not self._origin_allowed(origin, host, scope):
             return await _reply(send, 403, "forbidden origin: another website may not call this server "
                                            "(allow one with --allow-origin)")
+        path = scope.get("path", "")
+        cap = self.max_body + UPLOAD_FILES.get(path, 0) * self.max_upload
         length = headers.get("content-length")
         if length is not None:
             if not (length.isascii() and length.isdigit()):  # '²'.isdigit() is True, int('²') a ValueError
                 return await _reply(send, 400, "bad Content-Length")
-            if int(length) > self.max_body:
-                return await _reply(send, 413, f"request body over {self.max_body} bytes")
-        path = scope.get("path", "")
+            if int(length) > cap:
+                return await _reply(send, 413, f"request body over {cap} bytes")
         if self.token and path.startswith(PROTECTED_PREFIXES) and scope.get("method") != "OPTIONS":
             auth = headers.get("authorization", "")
             scheme, _, given = auth.partition(" ")
@@ -114,16 +118,16 @@ class SecurityMiddleware:
                                     [(b"www-authenticate", b"Bearer")])
         if length is None and scope["type"] == "http" and scope.get("method") in ("POST", "PUT", "PATCH"):
             # a chunked body: read it here, up to the cap, and hand it on whole
-            body, more = b"", True
+            body, more = bytearray(), True  # bytearray: += of bytes would copy it all each chunk
             while more:
                 message = await receive()
                 if message["type"] != "http.request":
                     return
                 body += message.get("body", b"")
                 more = message.get("more_body", False)
-                if len(body) > self.max_body:
-                    return await _reply(send, 413, f"request body over {self.max_body} bytes")
-            receive = _replay(body, receive)
+                if len(body) > cap:
+                    return await _reply(send, 413, f"request body over {cap} bytes")
+            receive = _replay(bytes(body), receive)
         return await self.app(scope, receive, self._with_headers(send))
 
     def _origin_allowed(self, origin: str, host: tuple[str, int | None], scope) -> bool:
