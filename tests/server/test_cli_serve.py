@@ -126,3 +126,9 @@ def test_a_bad_warm_up_size_fails_before_the_load(capsys, tmp_path, monkeypatch)
     assert main(["serve", "--model", "tiny", "--port", str(free_port()), "--warm-up", "1000x1000",
                  "--out", str(tmp_path)]) == 2
     assert "--warm-up: width 1000 is not a multiple of 16" in capsys.readouterr().err
+
+
+def test_a_bad_max_upload_is_refused_before_the_load(capsys, tmp_path):
+    assert main(["serve", "--model", "tiny", "--port", str(free_port()), "--max-upload", "0",
+                 "--out", str(tmp_path)]) == 2
+    assert "--max-upload must be a positive number of MiB, got 0" in capsys.readouterr().err

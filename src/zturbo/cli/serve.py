@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"jobs allowed to wait (default {defaults.SERVER_QUEUE_BOUND}); more get HTTP 503")
     s.add_argument("--max-megapixels", type=float, default=defaults.MAX_MEGAPIXELS,
                    help=f"refuse sizes above this (default {defaults.MAX_MEGAPIXELS:g})")
+    s.add_argument("--max-upload", type=float, default=defaults.SERVER_MAX_UPLOAD_BYTES / 2**20, metavar="MB",
+                   help="largest input image or mask a client may upload (/v1/images/edits, /api/uploads), in MiB "
+                        "(default %(default)g); larger ones get HTTP 413 without being stored")
     s.add_argument("--warm-up", default=f"{defaults.WIDTH}x{defaults.HEIGHT}", metavar="WxH[,WxH]",
                    help="with --fast/--fp8: generate at these sizes before saying ready, so that the first request "
                         "does not pay the compile (default %(default)s; other sizes then only capture a CUDA graph); "
@@ -96,6 +99,8 @@ def _warm_up_sizes(text: str, max_megapixels: float) -> list[tuple[int, int]]:
 def run(args) -> int:
     if not 1 <= args.port <= 65535:
         raise InvalidParams(f"--port {args.port} is outside 1..65535")
+    if not args.max_upload > 0:
+        raise InvalidParams(f"--max-upload must be a positive number of MiB, got {args.max_upload:g}")
     if args.queue < 1:
         raise InvalidParams(f"--queue must be at least 1, got {args.queue}")
     token = secrets.token_urlsafe(18) if args.token == "random" else args.token
@@ -116,7 +121,8 @@ def run(args) -> int:
     engine = common.load_engine(options)
     common.warm_up(engine, warm_sizes)
     app = create_app(engine, args.out, token=token, allow_origins=args.allow_origin, bound_host=args.host,
-                     queue_bound=args.queue, max_megapixels=args.max_megapixels)
+                     queue_bound=args.queue, max_megapixels=args.max_megapixels,
+                     max_upload=int(args.max_upload * 2**20))
     for line in warnings_for(args.host, token, args.allow_origin):
         print(line, file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
