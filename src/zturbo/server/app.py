@@ -252,7 +252,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
             "device": getattr(engine, "device_name", "unknown"), "queue": jobs.stats(),
             "images": history.count(),
             "defaults": {"steps": defaults.STEPS, "guidance": defaults.GUIDANCE,
-                         "width": defaults.WIDTH, "height": defaults.HEIGHT},
+                         "width": defaults.WIDTH, "height": defaults.HEIGHT, "strength": defaults.STRENGTH},
             "limits": {"min_steps": defaults.MIN_STEPS, "max_steps": defaults.MAX_STEPS,
                        "max_images": defaults.SERVER_MAX_IMAGES, "max_megapixels": max_megapixels,
                        "size_multiple": defaults.SIZE_MULTIPLE, "max_body_bytes": max_body,

@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   health: null, aspect: "1:1", mp: "1", job: null, offset: 0, selected: [], items: new Map(),
   blobs: new Map(),
+  input: null, mask: null, typedSize: null, uploading: false,  // the chosen input image and mask (uploads)
 };
 
 // ---- API -------------------------------------------------------------------------------------
@@ -71,6 +72,7 @@ function fillDefaults(h) {
   $("n").max = h.limits.max_images;
   $("width").value = h.defaults.width;
   $("height").value = h.defaults.height;
+  setStrength(h.defaults.strength);
   const aspects = $("aspects");
   aspects.replaceChildren();
   for (const a of Object.keys(h.presets)) {
@@ -163,14 +165,155 @@ function formRequest() {
     width: numberOrText($("width").value),
     height: numberOrText($("height").value),
   };
+  if (state.input) {
+    // the output takes the input's size: the server picks it (or the nearest multiples of 16 with resize)
+    delete req.width;
+    delete req.height;
+    req.image = state.input.name;
+    req.strength = numberOrText($("strength").value);
+    if (state.mask) req.mask = state.mask.name;
+    if ($("resize").checked) req.resize = true;
+  }
   if (seedLocked() && $("seed").value.trim() !== "") req.seed = $("seed").value.trim(); // a string: exact above 2^53
   return req;
 }
 
+// ---- an input image (image-to-image) and a mask (inpainting), uploaded when chosen -----------------
+function setStrength(v) {
+  $("strength").value = v;
+  $("strength-range").value = v;
+}
+$("strength-range").addEventListener("input", () => { $("strength").value = $("strength-range").value; });
+$("strength").addEventListener("input", () => { $("strength-range").value = $("strength").value; });
+
+function kib(bytes) {
+  return bytes < 1024 * 1024 ? `${Math.max(1, Math.round(bytes / 1024))} KiB` : `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+function pixelSize(url) {
+  // the size the browser decodes: only asked of files the server has already checked (never a bomb)
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve([img.naturalWidth, img.naturalHeight]);
+    img.onerror = () => reject(new Error("this browser cannot show the image"));
+    img.src = url;
+  });
+}
+
+async function upload(file, role) {
+  // the server checks the file (format, size cap, decompression bomb); its one-line error is shown as is
+  const body = new FormData();
+  body.append("file", file);
+  body.append("role", role);
+  state.uploading = true;
+  $("generate").disabled = true;
+  message(`uploading ${file.name}…`);
+  try {
+    const up = await apiJson("/api/uploads", { method: "POST", body });
+    const url = URL.createObjectURL(file);
+    const [width, height] = await pixelSize(url);
+    message("");
+    return { ...up, file: file.name, url, width, height };
+  } catch (err) {
+    message(`${file.name}: ${err.message}`, "error");
+    return null;
+  } finally {
+    state.uploading = false;
+    $("generate").disabled = state.job !== null;
+  }
+}
+
+async function chooseImage(file) {
+  const up = await upload(file, "image");
+  $("image-file").value = "";
+  if (!up) return;
+  if (!state.input) state.typedSize = [$("width").value, $("height").value];
+  if (state.input) URL.revokeObjectURL(state.input.url);
+  state.input = up;
+  $("image-thumb").src = up.url;
+  $("image-info").textContent = `${up.file} · ${up.width}×${up.height} · ${kib(up.bytes)}`;
+  showInput();
+}
+
+function removeImage() {
+  if (!state.input) return;
+  URL.revokeObjectURL(state.input.url);
+  state.input = null;
+  removeMask();
+  $("resize").checked = false;
+  [$("width").value, $("height").value] = state.typedSize;
+  showInput();
+  syncPreset();
+}
+
+async function chooseMask(file) {
+  const up = await upload(file, "mask");
+  $("mask-file").value = "";
+  if (!up) return;
+  URL.revokeObjectURL(up.url);
+  state.mask = up;
+  $("mask-info").textContent = `mask: ${up.file} · ${up.width}×${up.height}`;
+  showInput();
+}
+
+function removeMask() {
+  state.mask = null;
+  showInput();
+}
+
+function nearest16(v) {
+  // the server's rounding (Python's round: a half goes to the even multiple), so the size shown is the one made
+  const q = v / 16, f = Math.floor(q), r = q - f;
+  return Math.max(16, (r > 0.5 || (r === 0.5 && f % 2 === 1) ? f + 1 : f) * 16);
+}
+
+function showInput() {
+  // with an input image the size fields show the output's size (the input's) and cannot be typed in
+  const on = state.input !== null;
+  $("image-chosen").hidden = !on;
+  $("image-pick").hidden = on;
+  $("image-knobs").hidden = !on;
+  $("mask-chosen").hidden = state.mask === null;
+  $("mask-pick").hidden = state.mask !== null;
+  document.querySelector("fieldset.size").disabled = on;
+  $("size-note").hidden = !on;
+  if (!on) return;
+  const { width: w, height: h } = state.input;
+  const [nw, nh] = [nearest16(w), nearest16(h)];
+  const resize = $("resize").checked;
+  $("width").value = resize ? nw : w;
+  $("height").value = resize ? nh : h;
+  $("resize-label").textContent = `Resize the input to ${nw}×${nh} (sides must be multiples of 16)`;
+  $("size-note").textContent = resize
+    ? `The input is resized to ${nw}×${nh}; the output has that size.`
+    : `The output takes the input image's size (${w}×${h}). Remove the image to type a size.`;
+  syncPreset();
+}
+
+$("image-file").addEventListener("change", (e) => { if (e.target.files[0]) chooseImage(e.target.files[0]); });
+$("mask-file").addEventListener("change", (e) => { if (e.target.files[0]) chooseMask(e.target.files[0]); });
+$("image-remove").addEventListener("click", removeImage);
+$("mask-remove").addEventListener("click", removeMask);
+$("resize").addEventListener("change", showInput);
+// drop an image anywhere on the form
+$("gen-form").addEventListener("dragover", (e) => {
+  if (![...e.dataTransfer.types].includes("Files")) return;
+  e.preventDefault();
+  $("gen-form").classList.add("dropping");
+});
+$("gen-form").addEventListener("dragleave", () => $("gen-form").classList.remove("dropping"));
+$("gen-form").addEventListener("drop", (e) => {
+  $("gen-form").classList.remove("dropping");
+  const file = e.dataTransfer.files[0];
+  if (!file) return;
+  e.preventDefault();
+  chooseImage(file);
+});
+
 // ---- a job: submit, follow its events, cancel ---------------------------------------------------
 $("gen-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  if (state.job) return;
+  if (state.job || state.uploading) return;
   message("");
   let job;
   try {
@@ -398,6 +541,12 @@ async function openViewer(item) {
     ["device", r.device], ["seconds", Object.entries(r.timings || {}).map(([k, v]) => `${k} ${v}`).join(", ")],
     ["warnings", (r.warnings || []).join("; ") || "—"], ["file", item.name],
   ];
+  if (p.image) {
+    // image-to-image / inpainting: the uploads it started from, by name (the server's path is not useful here)
+    const base = (path) => String(path).split(/[\\/]/).pop();
+    rows.splice(4, 0, ["input image", base(p.image)], ["strength", p.strength ?? "—"]);
+    if (p.mask) rows.splice(5, 0, ["mask", base(p.mask)]);
+  }
   const dl = $("viewer-recipe");
   dl.replaceChildren();
   for (const [k, v] of rows) {
@@ -434,6 +583,7 @@ $("reuse").addEventListener("click", () => {
   $("width").value = p.width;
   $("height").value = p.height;
   syncPreset();
+  if (state.input) showInput(); // the chosen input image still sets the size
   $("seed").value = viewing.seed;
   setSeedLock(true);
   $("viewer").close();
