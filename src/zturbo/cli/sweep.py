@@ -30,6 +30,8 @@ examples:
   zturbo sweep --prompt "a red fox" --vary steps="4-12 (+4)" --vary guidance="0-1 [3]" --out sweeps/fox
   zturbo sweep --prompt "a fox, oil painting" --image photo.png --vary strength="0.2-1 [5]" --out sweeps/s
                                                            # image-to-image: S0.2 ... S1.0, strength x steps passes each
+  zturbo sweep --prompt "a fox" --lora style.safetensors --vary lora_scale="0-1 [5]" --out sweeps/l
+                                                           # one --lora's scale: L0 ... L1, one model load per scale
   zturbo sweep --file fox.toml --dry-run                   # plan, image count, time and disk estimates
   accelerate launch -m zturbo sweep all --out sweeps/article   # one process per GPU, merged at the end
   zturbo sweep --merge sweeps/article                      # consolidate the manifest shards by hand
@@ -56,7 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--negative-prompt", default=None, help="only acts with guidance > 0")
     g.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                    help="a grid axis (x, then y, then z): steps, guidance, seed, size, aspect, megapixels, quant, prompt, "
-                        "strength, image, ... Values are CSV, with A1111 ranges: '1-15 (+2)', '0-1 [5]'")
+                        "strength, image, lora_scale (the one --lora's scale: one load each), ... Values are CSV, with "
+                        "A1111 ranges: '1-15 (+2)', '0-1 [5]'")
     g.add_argument("--file", action="append", default=[], metavar="EXPERIMENT.toml",
                    help="an experiment file: name, prompt(s), [params], [axes] (see the README)")
     g.add_argument("--name", default="grid", help="the --vary grid's name and folder (default grid)")
