@@ -46,8 +46,8 @@ KEYS = {
 }
 FIXED_ONLY = ("mask", "resize")  # fixed settings of a grid, never an axis
 ALIASES = {"cfg": "guidance", "cfg_scale": "guidance", "negative": "negative_prompt", "negative-prompt": "negative_prompt",
-           "seeds": "seed", "step": "steps", "ar": "aspect", "mp": "megapixels", "precision": "quant", "images": "image",
-           "lora-scale": "lora_scale"}
+           "seeds": "seed", "step": "steps", "ar": "aspect", "mp": "megapixels", "precision": "quant",
+           "images": "image", "lora-scale": "lora_scale"}
 NUMERIC = {"steps": int, "seed": int, "width": int, "height": int, "guidance": float, "megapixels": float,
            "strength": float, "lora_scale": float}
 

@@ -267,6 +267,7 @@ def describe(plan: Plan, pending: list[Item] | None = None, target: Target | Non
     """The --dry-run text: per experiment the same image counts as the run's closing summary."""
     target = target or Target()
     est = plan.estimate(pending, target)
+    items = plan.items if pending is None else pending
     only = None if pending is None else {i.id for i in pending}
     lines = []
     for exp, (_, ids) in zip(plan.experiments, plan.groups(only)):
@@ -277,8 +278,8 @@ def describe(plan: Plan, pending: list[Item] | None = None, target: Target | Non
     lines += [
         *([shared] if shared else []),
         f"{est['items']} images, {len(est['shapes'])} distinct shapes ({shapes}), {est['prompts']} prompt(s), "
-        f"precision(s): {', '.join(est['quants'])}; {loads_text(est['loads'], plan.items if pending is None else pending)}",
-        f"{est['passes']} transformer passes in all{_img2img_note(plan.items if pending is None else pending)}",
+        f"precision(s): {', '.join(est['quants'])}; {loads_text(est['loads'], items)}",
+        f"{est['passes']} transformer passes in all{_img2img_note(items)}",
         target.time_line(est["seconds"]),
         f"estimated disk: {format_bytes(est['bytes'])} at most",
         plan.step_mapping,
