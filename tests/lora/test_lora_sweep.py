@@ -31,28 +31,35 @@ def style(tmp_path):
     return path
 
 
-def test_a_scale_sweep_makes_one_image_and_one_load_per_scale(tmp_path, style, capsys):
+def test_a_scale_sweep_makes_one_image_and_one_load_per_scale(tmp_path, style, capsys, monkeypatch):
+    from zturbo.cli import sweep as cli_sweep
+
+    loads, load = [], cli_sweep.load_engine
+    monkeypatch.setattr(cli_sweep, "load_engine", lambda o, q: loads.append(o.loras) or load(o, q))
     out, plain = tmp_path / "s", tmp_path / "plain"
-    args = ["sweep", "--lora", str(style), "--vary", "lora_scale=0-1 [3]", "--out", str(out), *TINY]
+    args = ["sweep", "--lora", str(style), "--vary", "lora_scale=0-1 [3]", "--vary", "guidance=0,0.5", "--out", str(out),
+            *TINY]
     assert main(args) == 0
+    assert loads == [((str(style), s),) for s in (0.0, 0.5, 1.0)]  # one load a scale, its 2 guidances together
     err = capsys.readouterr().err
-    assert "3 to make in 3 model loads (one per precision and LoRA scale)" in err
+    assert "6 to make in 3 model loads (one per precision and LoRA scale)" in err
     files = sorted(p.name for p in (out / "grid").glob("*.png"))
-    assert files == ["L0.5.png", "L0.png", "L1.png"]
-    imgs = {s: pixels(out / "grid" / f"L{s}.png") for s in ("0", "0.5", "1")}
+    assert files == sorted(f"L{s}_G{g}.png" for s in ("0", "0.5", "1") for g in ("0.0", "0.5"))
+    imgs = {s: pixels(out / "grid" / f"L{s}_G0.0.png") for s in ("0", "0.5", "1")}
     assert not np.array_equal(imgs["0"], imgs["0.5"]) and not np.array_equal(imgs["0.5"], imgs["1"])
     # scale 0 is the model without the LoRA, within rounding
     assert main(["sweep", "--vary", "steps=2", "--out", str(plain), *TINY]) == 0
     assert np.abs(pixels(plain / "grid" / "STEP2.png") - imgs["0"]).max() <= 2
     recs = {r["file"]: r for r in records(out)}
     for s in (0.0, 0.5, 1.0):
-        (lora,) = recs[f"grid/L{s:g}.png"]["loras"]
+        assert recs[f"grid/L{s:g}_G0.5.png"]["axes"]["lora_scale"] == s
+        (lora,) = recs[f"grid/L{s:g}_G0.0.png"]["loras"]
         assert lora["scale"] == s and lora["sha256"] == sha256_file(style)
 
     capsys.readouterr()
     assert main(args) == 0  # each image's own scale is its setting: all skipped, none refused
-    assert "3 already done, 0 to make" in capsys.readouterr().err
-    assert len(records(out)) == 3
+    assert "6 already done, 0 to make" in capsys.readouterr().err
+    assert len(records(out)) == 6 and len(loads) == 3  # and nothing loaded again
 
 
 def test_dry_run_counts_the_loads(tmp_path, style, capsys):
