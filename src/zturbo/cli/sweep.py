@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -29,6 +30,8 @@ examples:
   zturbo sweep --prompt "a red fox" --vary steps="4-12 (+4)" --vary guidance="0-1 [3]" --out sweeps/fox
   zturbo sweep --prompt "a fox, oil painting" --image photo.png --vary strength="0.2-1 [5]" --out sweeps/s
                                                            # image-to-image: S0.2 ... S1.0, strength x steps passes each
+  zturbo sweep --prompt "a fox" --lora style.safetensors --vary lora_scale="0-1 [5]" --out sweeps/l
+                                                           # one --lora's scale: L0 ... L1, one model load per scale
   zturbo sweep --file fox.toml --dry-run                   # plan, image count, time and disk estimates
   accelerate launch -m zturbo sweep all --out sweeps/article   # one process per GPU, merged at the end
   zturbo sweep --merge sweeps/article                      # consolidate the manifest shards by hand
@@ -55,7 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--negative-prompt", default=None, help="only acts with guidance > 0")
     g.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                    help="a grid axis (x, then y, then z): steps, guidance, seed, size, aspect, megapixels, quant, prompt, "
-                        "strength, image, ... Values are CSV, with A1111 ranges: '1-15 (+2)', '0-1 [5]'")
+                        "strength, image, lora_scale (the one --lora's scale: one load each), ... Values are CSV, with "
+                        "A1111 ranges: '1-15 (+2)', '0-1 [5]'")
     g.add_argument("--file", action="append", default=[], metavar="EXPERIMENT.toml",
                    help="an experiment file: name, prompt(s), [params], [axes] (see the README)")
     g.add_argument("--name", default="grid", help="the --vary grid's name and folder (default grid)")
@@ -228,6 +232,23 @@ def _target(args, dev):
     return Target(dev.type, name, (args.model or defaults.MODEL_ID) == defaults.TINY_MODEL)
 
 
+def _check_lora_scale(plan, loras) -> None:
+    """A lora_scale axis scales exactly one --lora, typed without its own scale."""
+    if not any(i.lora_scale is not None for i in plan.items):
+        return
+    if not loras:
+        raise InvalidParams("lora_scale varies the scale of a LoRA: give the LoRA with --lora FILE "
+                            "(e.g. --lora style.safetensors --vary lora_scale=\"0-1 [5]\")")
+    if len(loras) > 1:
+        names = ", ".join(Path(p).name for p, _ in loras)
+        raise InvalidParams(f"lora_scale varies one LoRA's scale but {len(loras)} were given ({names}): give exactly "
+                            "one --lora with a lora_scale axis (sweep the others' scales in another run)")
+    path, scale = loras[0]
+    if scale != 1.0:
+        raise InvalidParams(f"--lora {path}:{scale:g} sets a scale and the lora_scale axis sets others: give "
+                            f"--lora {path} without :SCALE")
+
+
 def run(args) -> int:
     if args.merge:
         if args.experiments or args.vary or args.file:
@@ -245,6 +266,7 @@ def run(args) -> int:
     device = _device(args, launch)
     # every model option the other commands take (--fast, --memory, --lora, ...), one load per precision
     options = load_options(args, device=str(device))
+    _check_lora_scale(plan, options.loras)
     loras = lora_key(options.loras)  # another LoRA or scale makes other images: resume compares them too
     if args.dry_run:
         print(describe(plan, target=_target(args, device)))
@@ -261,8 +283,11 @@ def run(args) -> int:
 
     say(plan.step_mapping, args.quiet)
 
-    def loader(quant: str):
-        return load_engine(options.with_quant(quant), args.quiet)
+    def loader(quant: str, lora_scale: float | None = None):
+        load = options.with_quant(quant)
+        if lora_scale is not None:  # the one --lora at this item's scale: another fused load
+            load = dataclasses.replace(load, loras=((load.loras[0][0], lora_scale),))
+        return load_engine(load, args.quiet)
 
     try:
         outcome = run_sweep(plan, out, loader=loader, model=model, launch=launch, quiet=args.quiet,

@@ -16,6 +16,10 @@ A TOML file (read with the standard library's tomllib; tomli on Python 3.10):
     steps = "4-12 (+4)"
     guidance = [0, 0.5]
 
+LoRA scale: with one `--lora FILE`, `--vary lora_scale="0-1 [5]"` (or lora_scale in [axes]) makes one image
+per scale of that LoRA (file names ..._L0.5.png); each scale is one model load (the LoRA is fused into the
+weights), its images made together.
+
 Image-to-image: `image` (and `mask`, `resize`) fixed for the grid, `strength` an axis like any number
 (`--vary strength="0.2-1 [5]"`, file names ..._S0.6.png); several images are an axis too (IMG1, IMG2...).
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -37,13 +42,14 @@ from .plan import Experiment, make_item
 KEYS = {
     "prompt": "P", "negative_prompt": "N", "steps": "STEP", "guidance": "G", "seed": "SEED",
     "size": "", "width": "W", "height": "H", "aspect": "AR", "megapixels": "MP", "quant": "", "rng": "RNG",
-    "strength": "S", "image": "IMG",
+    "strength": "S", "image": "IMG", "lora_scale": "L",
 }
 FIXED_ONLY = ("mask", "resize")  # fixed settings of a grid, never an axis
 ALIASES = {"cfg": "guidance", "cfg_scale": "guidance", "negative": "negative_prompt", "negative-prompt": "negative_prompt",
-           "seeds": "seed", "step": "steps", "ar": "aspect", "mp": "megapixels", "precision": "quant", "images": "image"}
+           "seeds": "seed", "step": "steps", "ar": "aspect", "mp": "megapixels", "precision": "quant",
+           "images": "image", "lora-scale": "lora_scale"}
 NUMERIC = {"steps": int, "seed": int, "width": int, "height": int, "guidance": float, "megapixels": float,
-           "strength": float}
+           "strength": float, "lora_scale": float}
 
 # A1111's X/Y/Z plot range syntax (modules/scripts/xyz_grid.py), written out here because it ships in no
 # package: "a-b", "a-b (+s)", "a-b [n]".
@@ -107,10 +113,12 @@ def _one(key: str, raw: Any) -> Any:
             return _num(str(raw), int)
         if key == "seed":
             return parse_seed(raw if not isinstance(raw, str) else raw.strip())
-        if key in ("guidance", "megapixels", "strength"):
+        if key in ("guidance", "megapixels", "strength", "lora_scale"):
             if isinstance(raw, bool):
                 raise ValueError
             value = float(raw)
+            if key == "lora_scale" and not math.isfinite(value):
+                raise ValueError
             if key == "strength" and not 0 < value <= 1:  # GenerationParams' rule, said here once per bad value
                 raise InvalidParams(f"strength {value:g} is outside (0, 1]: 1 repaints fully, smaller keeps more of "
                                     "the input image (e.g. --vary strength=\"0.2-1 [5]\")")
@@ -172,13 +180,14 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
 def _label(key: str, value: Any, index: int) -> str:
     if key in ("prompt", "negative_prompt", "image"):
         return f"{KEYS[key]}{index + 1}"
-    text = str(value).replace(":", "x")
+    text = f"{value:g}" if key == "lora_scale" else str(value).replace(":", "x")
     return _SAFE.sub("-", f"{KEYS[key]}{text}")
 
 
-def _params(values: dict[str, Any], where: str) -> tuple[GenerationParams, str]:
+def _params(values: dict[str, Any], where: str) -> tuple[GenerationParams, str, float | None]:
     values = dict(values)
     quant = values.pop("quant", "bf16")
+    lora_scale = values.pop("lora_scale", None)  # a load setting (the one --lora's scale), not a param
     size, aspect, mp = values.pop("size", None), values.pop("aspect", None), values.pop("megapixels", None)
     if aspect is not None:
         values["width"], values["height"] = geometry.size_for_aspect(aspect, mp or 1.0)
@@ -189,7 +198,7 @@ def _params(values: dict[str, Any], where: str) -> tuple[GenerationParams, str]:
     if "prompt" not in values:
         raise InvalidParams(f"{where}: no prompt (give --prompt, --prompt-file, or prompt = \"...\" in the file)")
     try:
-        return GenerationParams(**values), quant
+        return GenerationParams(**values), quant, lora_scale
     except InvalidParams as exc:
         raise InvalidParams(f"{where}: {exc}") from None
 
@@ -248,9 +257,9 @@ def build_grid(name: str, prompts: list[str], fixed: dict[str, Any], axes: list[
         values = {**fixed, **{k: v for k, (_, v) in picked.items()}}
         labels = [_label(k, *reversed(picked[k])) for k, _ in axes]
         stem = "_".join(labels) or "image"
-        params, quant = _params(values, f"{name}/{stem}")
+        params, quant, lora_scale = _params(values, f"{name}/{stem}")
         axes_values = {k: picked[k][1] for k, _ in axes}
-        items.append(make_item(name, f"{name}/{stem}.png", params, quant, axes_values))
+        items.append(make_item(name, f"{name}/{stem}.png", params, quant, axes_values, lora_scale=lora_scale))
     knob = ",".join(keys[:3]) if keys else "none"
     axes_title = " x ".join(k for k, _ in axes) or "one image"
     return Experiment(name, title or f"Grid: {axes_title}", knob, "grid", axes, items)

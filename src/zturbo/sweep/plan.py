@@ -26,11 +26,18 @@ class Item:
     axes: dict[str, Any]
     row: str | None = None
     upscale: dict[str, Any] | None = None  # {"model": FILE, "sha256": ..., "size": [W, H]}: the image is upscaled
+    lora_scale: float | None = None  # the scale of the sweep's one --lora for this image; None: --lora's own
 
     def to_plan(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "file": self.file, "params": self.params.to_dict(),
                 "quant": self.quant, "axes": self.axes, "row": self.row,
-                **({"upscale": self.upscale} if self.upscale else {})}
+                **({"upscale": self.upscale} if self.upscale else {}),
+                **({"lora_scale": self.lora_scale} if self.lora_scale is not None else {})}
+
+    @property
+    def load(self) -> tuple[str, float | None]:
+        """What the model load this image needs depends on: items of one load run together."""
+        return (self.quant, self.lora_scale)
 
     @property
     def megapixels(self) -> float:
@@ -51,10 +58,22 @@ class Item:
 
 
 def make_item(experiment: str, file: str, params: GenerationParams, quant: str, axes: dict[str, Any],
-              row: str | None = None, upscale: dict[str, Any] | None = None) -> Item:
+              row: str | None = None, upscale: dict[str, Any] | None = None, lora_scale: float | None = None) -> Item:
     if not file.endswith(".png"):
         raise ValueError(f"item file must be a .png path, got {file!r}")
-    return Item(file[: -len(".png")], experiment, file, params, quant, axes, row, upscale)
+    return Item(file[: -len(".png")], experiment, file, params, quant, axes, row, upscale, lora_scale)
+
+
+def load_order(load: tuple[str, float | None]) -> tuple:
+    """Loads in order: by precision (bf16 first), then by LoRA scale (none first)."""
+    quant, scale = load
+    return (quant_order(quant), scale is not None, scale or 0.0)
+
+
+def load_label(load: tuple[str, float | None]) -> str:
+    """'bf16', or 'bf16 LoRA x0.5' for a lora_scale load."""
+    quant, scale = load
+    return quant if scale is None else f"{quant} LoRA x{scale:g}"
 
 
 @dataclasses.dataclass
@@ -126,14 +145,16 @@ class Plan:
         items = self.items if pending is None else pending
         shapes = sorted({(i.params.width, i.params.height) for i in items}, key=lambda s: (s[0] * s[1], s))
         quants = sorted({i.quant for i in items}, key=quant_order)
+        loads = len({i.load for i in items})  # one per precision and LoRA scale
         rates = (target or Target()).rates
         seconds = None
         if rates is not None and items:
-            seconds = rates["startup_s"] + rates["load_s"] * len(quants) + sum(i.seconds(rates) for i in items)
+            seconds = rates["startup_s"] + rates["load_s"] * loads + sum(i.seconds(rates) for i in items)
         return {
             "items": len(items),
             "shapes": shapes,
             "quants": quants,
+            "loads": loads,
             "prompts": len({i.params.prompt for i in items}),
             "passes": sum(i.params.passes for i in items),  # what the run records, image by image
             "seconds": seconds,
@@ -201,7 +222,7 @@ def quant_order(q: str) -> tuple[int, str]:
 
 def shard(items: list[Item], rank: int, world_size: int) -> list[Item]:
     """This rank's items, deterministically: the most expensive first, each to the least-loaded rank
-    (ties to the lower rank), per precision so every process loads each precision at most once and the
+    (ties to the lower rank), per load (precision, LoRA scale) so every process makes each load at most once and the
     work is balanced even when sizes differ (the resolution ladder). Returned in plan order."""
     if world_size <= 1:
         return list(items)
@@ -209,9 +230,9 @@ def shard(items: list[Item], rank: int, world_size: int) -> list[Item]:
         raise InvalidParams(f"rank {rank} is outside 0..{world_size - 1} (check RANK and WORLD_SIZE)")
     position = {item.id: n for n, item in enumerate(items)}
     mine: set[str] = set()
-    for quant in sorted({i.quant for i in items}, key=quant_order):
+    for key in sorted({i.load for i in items}, key=load_order):
         load = [0.0] * world_size
-        group = sorted((i for i in items if i.quant == quant), key=lambda i: (-i.cost, position[i.id]))
+        group = sorted((i for i in items if i.load == key), key=lambda i: (-i.cost, position[i.id]))
         for item in group:
             r = min(range(world_size), key=lambda k: (load[k], k))
             load[r] += item.cost
@@ -246,6 +267,7 @@ def describe(plan: Plan, pending: list[Item] | None = None, target: Target | Non
     """The --dry-run text: per experiment the same image counts as the run's closing summary."""
     target = target or Target()
     est = plan.estimate(pending, target)
+    items = plan.items if pending is None else pending
     only = None if pending is None else {i.id for i in pending}
     lines = []
     for exp, (_, ids) in zip(plan.experiments, plan.groups(only)):
@@ -256,13 +278,19 @@ def describe(plan: Plan, pending: list[Item] | None = None, target: Target | Non
     lines += [
         *([shared] if shared else []),
         f"{est['items']} images, {len(est['shapes'])} distinct shapes ({shapes}), {est['prompts']} prompt(s), "
-        f"precision(s): {', '.join(est['quants'])} (one model load each)",
-        f"{est['passes']} transformer passes in all{_img2img_note(plan.items if pending is None else pending)}",
+        f"precision(s): {', '.join(est['quants'])}; {loads_text(est['loads'], items)}",
+        f"{est['passes']} transformer passes in all{_img2img_note(items)}",
         target.time_line(est["seconds"]),
         f"estimated disk: {format_bytes(est['bytes'])} at most",
         plan.step_mapping,
     ]
     return "\n".join(lines)
+
+
+def loads_text(loads: int, items: list[Item]) -> str:
+    """'2 model loads (one per precision and LoRA scale)': what the dry run and the run say."""
+    per = "precision and LoRA scale" if any(i.lora_scale is not None for i in items) else "precision"
+    return f"{loads} model load{'s' if loads != 1 else ''} (one per {per})"
 
 
 def _img2img_note(items: list[Item]) -> str:

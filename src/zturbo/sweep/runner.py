@@ -33,9 +33,9 @@ from ..atomic import write_text_atomic
 from ..errors import Cancelled, DiskFull, InvalidParams, ZTurboError
 from ..metadata import save_png
 from . import manifest as mf
-from .plan import Item, Plan, estimated_bytes, format_bytes, format_seconds, quant_order, shard
+from .plan import Item, Plan, estimated_bytes, format_bytes, format_seconds, load_label, load_order, loads_text, shard
 
-EngineLoader = Callable[[str], Any]  # quant -> Engine
+EngineLoader = Callable[..., Any]  # (quant) -> Engine; (quant, lora_scale) for an item with a lora_scale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Outcome:
     skipped: int = 0
     failed: int = 0
     records: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    not_loaded: dict[str, tuple[Exception, int]] = dataclasses.field(default_factory=dict)  # quant -> (error, images)
+    not_loaded: dict[str, tuple[Exception, int]] = dataclasses.field(default_factory=dict)  # load -> (error, images)
 
     @property
     def any_failed(self) -> bool:
@@ -88,6 +88,14 @@ def lora_key(loras) -> tuple[tuple[str, float], ...]:
     from ..hashing import cached_sha256
 
     return tuple(sorted((cached_sha256(path), float(scale)) for path, scale in loras))
+
+
+def item_loras(item: Item, loras: tuple[tuple[str, float], ...] | None) -> tuple[tuple[str, float], ...] | None:
+    """The LoRAs (lora_key) this item is made with: the run's, with the item's own lora_scale for the one LoRA
+    (the CLI refuses a lora_scale axis unless exactly one --lora is given)."""
+    if loras is None or item.lora_scale is None or len(loras) != 1:
+        return loras
+    return ((loras[0][0], float(item.lora_scale)),)
 
 
 def _recorded_loras(record: dict[str, Any]) -> tuple[tuple[str, float], ...]:
@@ -122,6 +130,7 @@ def _differences(item: Item, record: dict[str, Any], model: str | None,
     made_with = (record.get("model") or {}).get("model")
     if model is not None and made_with != model:
         out["model"] = f"model {made_with} -> {model}"
+    loras = item_loras(item, loras)
     if loras is not None and _recorded_loras(record) != loras:
         had = ", ".join(f"{r.get('name')}:{r.get('scale', 1.0):g}" for r in record.get("loras") or []) or "none"
         out["loras"] = f"LoRAs {had} -> {', '.join(f'{sha[:12]}:{s:g}' for sha, s in loras) or 'none'}"
@@ -259,24 +268,25 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
     mf.write_plan(folder, plan.to_json(mf.read_plan(folder)))
     _clean_temp_files(folder, pending)
     who = f"rank {launch.rank}/{launch.world_size}: " if launch.sharded else ""
+    loads = sorted({i.load for i in pending}, key=load_order)
     say(f"{who}{len(mine)} images in this sweep{' shard' if launch.sharded else ''}: {outcome.skipped} already done, "
-        f"{len(pending)} to make", quiet)
+        f"{len(pending)} to make" + (f" in {loads_text(len(loads), pending)}" if pending else ""), quiet)
 
     bar = _Progress(pending, f"rank {launch.rank}" if launch.sharded else "sweep", disable=quiet or not pending)
     saver = _Saver(folder, rank, bar)
     finished = "stopped"
     try:
-        for n, quant in enumerate(sorted({i.quant for i in pending}, key=quant_order)):
+        for n, load in enumerate(loads):  # a precision, or a precision at one LoRA scale (fused at load)
             if n:
-                _release_memory()  # the previous precision's engine, before the next one loads
+                _release_memory()  # the previous load's engine, before the next one loads
             # one shape after another (stable: plan order within a shape): with --fast each shape compiles
             # once, and torch.compile's per-function recompile limit is never hit by alternating shapes
-            group = sorted((i for i in pending if i.quant == quant), key=lambda i: (i.params.width, i.params.height))
-            _run_precision(quant, group, loader, folder, saver, rank, outcome)
+            group = sorted((i for i in pending if i.load == load), key=lambda i: (i.params.width, i.params.height))
+            _run_precision(load, group, loader, folder, saver, rank, outcome)
         saver.close()
         saver.raise_error()
         finished = "done"
-        if pending and len(outcome.not_loaded) == len({i.quant for i in pending}):
+        if pending and len(outcome.not_loaded) == len(loads):
             raise _nothing_loaded(outcome.not_loaded, folder)
     finally:
         saver.close()  # on Ctrl-C too: the image already made is written before we stop
@@ -409,16 +419,17 @@ class _Saver:
             self.manifest.close()
 
 
-def _run_precision(quant: str, group: list[Item], loader: EngineLoader, folder: Path, saver: _Saver,
-                   rank: int | None, outcome: Outcome) -> None:
-    """One model load, then every item of this precision; the engine is freed before the next load."""
+def _run_precision(load: tuple[str, float | None], group: list[Item], loader: EngineLoader, folder: Path,
+                   saver: _Saver, rank: int | None, outcome: Outcome) -> None:
+    """One model load, then every item of this precision (and LoRA scale); the engine is freed before the next."""
     bar = saver.bar
+    quant, scale = load
     try:
-        bar.working_on(f"loading {quant}")
-        engine = loader(quant)
+        bar.working_on(f"loading {load_label(load)}")
+        engine = loader(quant) if scale is None else loader(quant, scale)
         bar.loaded()
-    except ZTurboError as exc:  # weights missing or damaged: nothing of this precision can be made
-        outcome.not_loaded[quant] = (exc, len(group))
+    except ZTurboError as exc:  # weights missing or damaged: nothing of this load can be made
+        outcome.not_loaded[load_label(load)] = (exc, len(group))
         return
     eager_cfg = _guidance_runs_eager(engine, group, bar)
     for item in group:
