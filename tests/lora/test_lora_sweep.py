@@ -48,8 +48,8 @@ def test_a_scale_sweep_makes_one_image_and_one_load_per_scale(tmp_path, style, c
     imgs = {s: pixels(out / "grid" / f"L{s}_G0.0.png") for s in ("0", "0.5", "1")}
     assert not np.array_equal(imgs["0"], imgs["0.5"]) and not np.array_equal(imgs["0.5"], imgs["1"])
     # scale 0 is the model without the LoRA, within rounding
-    assert main(["sweep", "--vary", "steps=2", "--out", str(plain), *TINY]) == 0
-    assert np.abs(pixels(plain / "grid" / "STEP2.png") - imgs["0"]).max() <= 2
+    assert main(["sweep", "--vary", "guidance=0", "--out", str(plain), *TINY]) == 0
+    assert np.abs(pixels(plain / "grid" / "G0.0.png") - imgs["0"]).max() <= 2
     recs = {r["file"]: r for r in records(out)}
     for s in (0.0, 0.5, 1.0):
         assert recs[f"grid/L{s:g}_G0.5.png"]["axes"]["lora_scale"] == s
@@ -65,7 +65,7 @@ def test_a_scale_sweep_makes_one_image_and_one_load_per_scale(tmp_path, style, c
 
 def test_dry_run_counts_the_loads(tmp_path, style, capsys):
     out = tmp_path / "s"
-    assert main(["sweep", "--lora", str(style), "--vary", "lora_scale=0,0.5,1", "--vary", "steps=1,2",
+    assert main(["sweep", "--lora", str(style), "--vary", "lora_scale=0,0.5,1", "--vary", "guidance=0,1",
                  "--dry-run", "--out", str(out), *TINY]) == 0
     text = capsys.readouterr().out
     assert "6 images" in text and "3 model loads (one per precision and LoRA scale)" in text

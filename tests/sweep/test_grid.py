@@ -79,3 +79,11 @@ def test_toml_errors_name_the_file_and_the_problem(tmp_path):
         load_toml(f)
     with pytest.raises(InvalidParams, match="does not exist"):
         load_toml(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("key,fixed,axis", [("steps", 4, "1,2"), ("seed", 7, "1-3"), ("guidance", 0.5, "0,1")])
+def test_a_typed_value_and_an_axis_of_the_same_key_is_an_error_not_a_silent_override(key, fixed, axis):
+    from zturbo.errors import InvalidParams
+
+    with pytest.raises(InvalidParams, match=f"{key} is both fixed .* and an axis: give either --{key}"):
+        build_grid("g", ["a fox"], {key: fixed, "size": "32x32"}, [parse_vary(f"{key}={axis}")])

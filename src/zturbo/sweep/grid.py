@@ -239,9 +239,10 @@ def build_grid(name: str, prompts: list[str], fixed: dict[str, Any], axes: list[
     keys = [k for k, _ in axes]
     if len(set(keys)) != len(keys):
         raise InvalidParams(f"{', '.join(sorted({k for k in keys if keys.count(k) > 1}))} varied twice: give each key once")
-    for key in ("image", "strength"):  # a typed input or strength is never dropped for an axis's values
-        if key in fixed and key in keys:
-            raise InvalidParams(f"{key} is both fixed ({fixed[key]!r}) and an axis: give either --{key} (or "
+    for key in keys:  # a typed value is never silently dropped for an axis's values
+        if key in fixed and key != "max_megapixels":
+            flag = key.replace("_", "-")
+            raise InvalidParams(f"{key} is both fixed ({fixed[key]!r}) and an axis: give either --{flag} (or "
                                 f"{key} = ... under [params]) or --vary {key}=... (or [axes])")
     if "prompt" not in keys:
         if len(prompts) > 1:
