@@ -136,3 +136,12 @@ def test_out_that_is_a_file_is_one_line(tmp_path, capsys):
 def test_a_value_the_run_would_not_use_is_refused(argv, message, capsys):
     assert main(["sweep", *argv, "--model", "tiny", "--dry-run"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_typed_prompt_and_a_prompt_axis_is_an_error(tmp_path, capsys):
+    from zturbo.cli import main
+
+    assert main(["sweep", "--model", "tiny", "--prompt", "a fox", "--vary", "prompt=a cat,a dog", "--size", "32x32",
+                 "--dry-run", "--out", str(tmp_path / "s")]) == 2
+    assert "prompt is both given (--prompt/--prompt-file) and an axis" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -172,6 +172,9 @@ def build_plan(args):
     grid_prompts = prompts or [specs.ROBOT_PROMPT]
     if args.vary:
         axes = [grid.parse_vary(v) for v in args.vary]
+        if prompts and any(key == "prompt" for key, _ in axes):  # typed prompts are never dropped for an axis's
+            raise InvalidParams("prompt is both given (--prompt/--prompt-file) and an axis: give either, e.g. "
+                                '--vary prompt="a red fox,a blue fox" alone')
         experiments.append(grid.build_grid(args.name, grid_prompts, dict(fixed), axes))
     for path in args.file:
         experiments.append(grid.load_toml(path, grid_prompts, dict(fixed)))
