@@ -21,6 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import defaults
 from .errors import InvalidParams
+from .hashing import sha256_file
 
 ROLES = ("image", "mask")
 _EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
@@ -171,7 +172,7 @@ def write_copy(item: InputImage, target: str | os.PathLike) -> Path:
 
     dest = copy_path(target, item.role, item.format)
     try:
-        if dest.stat().st_size == len(item.data) and hashlib.sha256(dest.read_bytes()).hexdigest() == item.sha256:
+        if dest.stat().st_size == len(item.data) and sha256_file(dest) == item.sha256:
             return dest
     except OSError:
         pass
@@ -191,7 +192,7 @@ def recipe_inputs(recipe: dict[str, Any], png: str | os.PathLike) -> dict[str, s
             candidates.append(Path(rec["source"]))
         for c in candidates:
             try:
-                if hashlib.sha256(c.read_bytes()).hexdigest() == want:
+                if sha256_file(c) == want:
                     found[role] = str(c)
                     break
             except OSError:

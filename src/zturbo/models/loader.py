@@ -127,15 +127,6 @@ def _hub_reachable(repo: str) -> bool:
     return _REACHABLE[repo]
 
 
-def _gguf_cached(repo: str, filename: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        return isinstance(try_to_load_from_cache(repo, filename), str)
-    except Exception:
-        return False
-
-
 def check_safetensors(path: Path) -> None:
     """Cheap integrity check of a .safetensors file: its header parses and its data fits in the file."""
     size = path.stat().st_size

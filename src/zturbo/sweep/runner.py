@@ -545,17 +545,17 @@ def summary_table(groups: list[tuple[str, list[str]]], records: dict[str, dict[s
     each image once. `groups` are (experiment, item ids) in plan order (Plan.groups: the dry run's counts)."""
     from .plan import shared_note
 
-    def row(name: str, ids: list[str]) -> tuple[tuple[str, ...], float]:
+    def row(name: str, ids: list[str]) -> tuple[str, ...]:
         recs = [records.get(i) for i in ids]
         ok = [r for r in recs if r and r.get("status") == "ok"]
         failed = sum(1 for r in recs if r and r.get("status") == "failed")
         secs = sum(r.get("seconds") or 0 for r in ok)
         return (name, str(len(ids)), str(len(ok)), str(failed), str(len(ids) - len(ok) - failed),
-                f"{secs / len(ok):.2f}" if ok else "-", format_seconds(secs)), secs
+                f"{secs / len(ok):.2f}" if ok else "-", format_seconds(secs))
 
     every = list(dict.fromkeys(i for _, ids in groups for i in ids))
     rows = [("experiment", "images", "ok", "failed", "pending", "s/image", "total")]
-    rows += [row(name, ids)[0] for name, ids in groups] + [row("all", every)[0]]
+    rows += [row(name, ids) for name, ids in groups] + [row("all", every)]
     widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
