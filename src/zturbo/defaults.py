@@ -98,7 +98,7 @@ COMPILE_RECOMPILE_LIMIT = 64
 CUDA_GRAPH_SHAPES = 4  # --fast keeps the CUDA graphs of this many recent shapes (one memory pool for all)
 COMPILE_CACHE_DIR = "torch-compile"  # TORCHINDUCTOR_CACHE_DIR under zturbo's cache: compiled once per machine
 GGUF_BF16_HEADROOM_GB = 4.0  # auto picks bf16 only if the dequantised weights leave this much free
-BENCH_VARIANTS = ("stock", "stock-q8", "fast", "fp8", "q8-fp8")  # zturbo bench runs them in this order
+BENCH_VARIANTS = ("stock", "plain", "stock-q8", "fast", "fp8", "q8-fp8")  # zturbo bench runs them in this order
 QUALITY_SEED = 42  # zturbo bench --quality: prompt i gets seed QUALITY_SEED + i
 
 # --- zturbo report (issue 4) ---

@@ -315,15 +315,19 @@ def main_bench(args) -> dict:
         save()
 
     base = _mem(dev) - sum(p.numel() * p.element_size() for p in tr.parameters()) / 1e9
+    if "stock" in args.variants or "plain" in args.variants:
+        ref = Runner("stock", pipe).latents(w0, h0, emb)
     if "stock" in args.variants:
         log("stock ...")
-        ref = Runner("stock", pipe).latents(w0, h0, emb)
         record("stock", Runner("stock", pipe), sizes_all, _mem(dev) - base)
         z = torch.randn(1, 16, h0 // 8, w0 // 8, device=dev, dtype=torch.bfloat16)
         res["vae_decode_s_eager"] = round(gpu_time(lambda: vae.decode(z, return_dict=False), dev), 4)
         if args.batches and dev.type == "cuda":
             res["batch_images_per_s"] = {"stock": batch_rates(pipe, emb, w0, h0, args.batches, elapsed, args.budget_s)}
             log(f"batch {res['batch_images_per_s']}")
+    if "plain" in args.variants:  # zturbo without --fast: diffusers' own call, through the engine's stages
+        log("plain ...")
+        record("plain", Runner("plain", pipe, stock_engine), sizes_first, _mem(dev) - base)
     pipe.transformer = None
     _free(tr, stock_engine)
     tr = None
@@ -420,7 +424,7 @@ def summary(res) -> dict:
 
     out = {}
     stock = get("stock", "prompt_to_png_s")
-    for name in VARIANTS:
+    for name in VARIANTS[1:]:  # each against stock
         t = get(name, "prompt_to_png_s")
         if t and stock:
             out[f"{name}_speedup_vs_stock"] = round(stock / t, 2)

@@ -8,7 +8,8 @@ HELP = "time stock diffusers against --fast, FP8 and GGUF modes on this GPU (ran
 DESCRIPTION = """Time Z-Image-Turbo on this GPU, stock diffusers against zturbo, in ONE run on ONE card.
 
 Random weights of the real architecture time exactly like the released checkpoint, so nothing is
-downloaded. Variants: stock (bf16, SDPA), stock-q8 (Q8_0 GGUF dequantised on the fly: the article's
+downloaded. Variants: stock (bf16, SDPA), plain (zturbo without --fast:
+the same diffusers call through the engine), stock-q8 (Q8_0 GGUF dequantised on the fly: the article's
 recipe), fast (--fast: the lossless tier, bf16), fp8 (--fp8: + FP8 GEMMs, lossy), q8-fp8 (--gguf-mode fp8 --fp8).
 Each: prompt -> PNG seconds (median), first-call (compile) seconds, DiT seconds per pass, TFLOP/s
 against the matmul ceilings measured in the same run, peak and transformer memory, and the relative

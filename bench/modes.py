@@ -1,0 +1,177 @@
+"""Seconds per image for each generation mode at one size, plain and --fast, and what LoRAs cost (fused vs not).
+
+Random weights of the real architecture (zturbo.benchmark.randmodel: they time like the checkpoint), one
+process. Modes: text-to-image, image-to-image (strength 0.6: 5 of 8 passes), inpainting (strength 1.0: 8
+passes), and ControlNet where zturbo has it (a random Union-layout ControlNet of the real size). For each
+mode, plain (zturbo without --fast) then --fast (the lossless tier: compiled, same transformer re-made):
+first-call seconds and the median of --repeats timed images. LoRA: random rank-R LoRA files over every
+attention and feed-forward projection of the 30 main blocks, 1 and 3 of them, fused into the weights (what
+`--lora` does) and unfused (peft adapters left active: what a per-request LoRA costs), with the load+fuse
+seconds. On the device machine:
+    PYTHONPATH=src python3 bench/modes.py --json $OUT/modes.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+PROMPT = "A sleek black helmeted robot against a solid red background"
+
+
+def lora_file(path: str, transformer, rank: int, seed: int) -> None:
+    """A diffusers/peft-layout LoRA over every attention and FFN projection of the main blocks."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for name, mod in transformer.named_modules():
+        if name.startswith("layers.") and isinstance(mod, torch.nn.Linear) and (".attention." in name or ".feed_forward." in name):
+            sd[f"transformer.{name}.lora_A.weight"] = (torch.randn(rank, mod.in_features, generator=g) * 0.01).to(torch.bfloat16)
+            sd[f"transformer.{name}.lora_B.weight"] = (torch.randn(mod.out_features, rank, generator=g) * 0.01).to(torch.bfloat16)
+    save_file(sd, path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="1024x1024")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rank", type=int, default=32)
+    ap.add_argument("--parts", nargs="+", default=["plain", "fast", "lora"])
+    ap.add_argument("--tiny", action="store_true", help="CPU smoke run on the tiny architecture")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    w, h = map(int, args.size.split("x"))
+
+    from zturbo.benchmark.randmodel import build_pipeline, transformer_from_state
+    from zturbo.engine import Engine
+    from zturbo.lora import apply_loras
+    from zturbo.machine import sync
+    from zturbo.models import LoadedModel, ModelInfo
+    from zturbo.params import GenerationParams
+    from zturbo.speed.fast import apply_fast
+
+    dev = torch.device("cpu" if args.tiny else "cuda")
+    pipe = build_pipeline(dev, tiny=args.tiny)
+    cfg, state = dict(pipe.transformer.config), {k: v.to("cpu") for k, v in pipe.transformer.state_dict().items()}
+    pipe.transformer = None
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    tmp = tempfile.mkdtemp(prefix="zturbo-modes-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(tmp, "inductor")
+    rng = np.random.default_rng(0)
+    photo, mask = os.path.join(tmp, "photo.png"), os.path.join(tmp, "mask.png")
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(photo)
+    m = np.zeros((h, w), np.uint8)
+    m[:, w // 2:] = 255
+    Image.fromarray(m).save(mask)
+    modes = {"text-to-image": {}, "image-to-image": {"image": photo, "strength": 0.6},
+             "inpainting": {"image": photo, "mask": mask}}
+    res = {"card": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__,
+           "command": " ".join(["python3"] + sys.argv), "size": args.size, "repeats": args.repeats,
+           "model": "tiny architecture (smoke)" if args.tiny else "Z-Image-Turbo architecture, random weights",
+           "modes": {}, "lora": {}}
+
+    def save():
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(res, f, indent=1)
+
+    def engine(fast=False, loras=(), fuse=True):
+        from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
+
+        torch._dynamo.reset()
+        tr = transformer_from_state({k: v.clone() for k, v in state.items()} if loras else state, cfg, dev)
+        p = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config), vae=pipe.vae,
+                           text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, transformer=tr)
+        p.set_progress_bar_config(disable=True)
+        sync(dev)
+        t0 = time.perf_counter()
+        records = apply_loras(p, tuple((f, 1.0) for f in loras), fuse=fuse) if loras else []
+        sync(dev)
+        load_s = time.perf_counter() - t0
+        eng = Engine(LoadedModel(p, ModelInfo(model="random", source="bench", quant="bf16", label="random")))
+        eng.loras = records
+        if fast:
+            eng.speed = apply_fast(p, "lossless")
+            eng.unpadded_prompts = True
+        return eng, load_s
+
+    def timed(eng, extra) -> dict:
+        params = GenerationParams(prompt=PROMPT, seed=42, width=w, height=h, rng="cuda" if dev.type == "cuda" else "cpu", **extra)
+        sync(dev)
+        t0 = time.perf_counter()
+        r = eng.generate(params)
+        sync(dev)
+        first = time.perf_counter() - t0
+        runs = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            r = eng.generate(params)
+            sync(dev)
+            runs.append(time.perf_counter() - t0)
+        s = statistics.median(runs)
+        return {"s": round(s, 3), "runs_s": [round(x, 3) for x in runs], "first_call_s": round(first, 2),
+                "passes": r.passes, "s_per_pass_incl_decode": round(s / r.passes, 4),
+                "stages_s": r.recipes[0]["timings"]}
+
+    for tier in [p for p in args.parts if p in ("plain", "fast")]:
+        eng, _ = engine(fast=tier == "fast")
+        for mode, extra in modes.items():
+            try:
+                out = timed(eng, extra)
+            except Exception as exc:  # one failing mode must not lose the others
+                out = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            res["modes"].setdefault(mode, {})[tier] = out
+            print(tier, mode, out, flush=True)
+            save()
+        del eng
+    for mode, tiers in res["modes"].items():
+        t2i = res["modes"]["text-to-image"]
+        for tier, v in tiers.items():
+            if "s" in v and "s" in t2i.get(tier, {}):
+                v["x_text_to_image"] = round(v["s"] / t2i[tier]["s"], 2)
+    if "lora" in args.parts:
+        files = [os.path.join(tmp, f"lora{i}.safetensors") for i in range(3)]
+        from diffusers import ZImageTransformer2DModel
+
+        with torch.device("meta"):
+            shapes = ZImageTransformer2DModel.from_config(cfg)
+        for i, f in enumerate(files):
+            lora_file(f, shapes, args.rank, i)
+        res["lora"]["rank"] = args.rank
+        res["lora"]["file_mb"] = round(os.path.getsize(files[0]) / 1e6, 1)
+        for n in (0, 1, 3):
+            for fuse in ((True,) if n == 0 else (True, False)):
+                key = "base" if n == 0 else f"{n}-{'fused' if fuse else 'unfused'}"
+                try:
+                    eng, load_s = engine(loras=files[:n], fuse=fuse)
+                    out = timed(eng, {})
+                    out["load_and_fuse_s" if fuse else "load_s"] = round(load_s, 2)
+                    del eng
+                except Exception as exc:
+                    out = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                res["lora"][key] = out
+                print("lora", key, out, flush=True)
+                save()
+        base = res["lora"].get("base", {}).get("s")
+        for key, v in res["lora"].items():
+            if isinstance(v, dict) and "s" in v and base:
+                v["x_base"] = round(v["s"] / base, 2)
+    save()
+    print(json.dumps({m: {t: v.get("s") for t, v in tiers.items()} for m, tiers in res["modes"].items()}))
+    print(json.dumps({k: v.get("s") for k, v in res["lora"].items() if isinstance(v, dict)}))
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        main()
