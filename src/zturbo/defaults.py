@@ -21,6 +21,9 @@ WIDTH = 1024
 HEIGHT = 1024
 MAX_SEQUENCE_LENGTH = 512  # the pipeline's prompt cap, in tokens after the chat template
 SIZE_MULTIPLE = 16  # VAE 8x times patch 2 (article Part 3, Step 4)
+# the transformer's RoPE table holds 512 positions per image axis (axes_lens [1536, 512, 512]): 512 patches x 16 px;
+# a longer side indexes past it (IndexError deep in the model)
+MAX_SIDE = 512 * SIZE_MULTIPLE
 # image-to-image / inpainting: diffusers' own defaults (ZImageImg2ImgPipeline 0.6, ZImageInpaintPipeline 1.0)
 STRENGTH = 0.6
 INPAINT_STRENGTH = 1.0

@@ -28,6 +28,9 @@ def check_side(name: str, value: int) -> None:
         raise InvalidParams(f"{name} must be a whole number of pixels, got {value!r}")
     if value <= 0:
         raise InvalidParams(f"{name} must be positive, got {value}")
+    if value > defaults.MAX_SIDE:
+        raise InvalidParams(f"{name} {reprlib.repr(value)} is above the model's {defaults.MAX_SIDE} px per side "
+                            f"(its position table holds {defaults.MAX_SIDE // defaults.SIZE_MULTIPLE} patches of 16 px)")
     m = defaults.SIZE_MULTIPLE
     if value % m:
         lo, hi = nearest_multiples(value, m)
@@ -39,11 +42,7 @@ def check_side(name: str, value: int) -> None:
 def check_size(width: int, height: int, max_megapixels: float = defaults.MAX_MEGAPIXELS) -> None:
     check_side("width", width)
     check_side("height", height)
-    try:
-        mp = width * height / defaults.MEGAPIXEL
-    except OverflowError:  # sides hundreds of digits long (JSON allows them)
-        raise InvalidParams(f"{reprlib.repr(width)}x{reprlib.repr(height)} is far above the "
-                            f"{max_megapixels:g} MP cap (1 MP = 1024x1024)") from None
+    mp = width * height / defaults.MEGAPIXEL  # sides <= MAX_SIDE: no float overflow
     if mp > max_megapixels + 1e-9:
         raise InvalidParams(
             f"{width}x{height} is {mp:.2f} MP, above the {max_megapixels:g} MP cap "

@@ -62,8 +62,8 @@ BAD_BODIES = [
     ({"size": "1" * 5000 + "x32"}, "size"),
     ({"size": "1" * 5000}, "is not WIDTHxHEIGHT"),
     ({"size": "32x" + "9" * 4400}, "size"),
-    ({"width": 16 * 10**400, "height": 16}, "MP cap"),
-    ({"width": 16 * 10**300, "height": 16 * 10**300}, "MP cap"),
+    ({"width": 16 * 10**400, "height": 16}, "px per side"),
+    ({"width": 16 * 10**300, "height": 16 * 10**300}, "px per side"),
     # 5. booleans are not numbers
     ({"seed": True}, "seed must be a whole number, got True"),
     ({"seed": False}, "seed must be a whole number, got False"),

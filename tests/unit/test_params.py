@@ -36,6 +36,14 @@ def test_pixel_cap_and_raising_it():
     assert make(width=2048, height=2048).height == 2048  # exactly 4 MP is allowed
 
 
+@pytest.mark.parametrize("w,h", [(16, 9216), (8208, 16), (8208, 8208)])
+def test_a_side_past_the_models_position_table_is_refused_before_loading(w, h):
+    # under the pixel cap, but 9216 px = 576 patches: the RoPE table holds 512 (an IndexError in the model)
+    with pytest.raises(InvalidParams, match="8192 px per side"):
+        make(width=w, height=h, max_megapixels=100)
+    assert make(width=16, height=8192).height == 8192
+
+
 @pytest.mark.parametrize("steps", [0, -1, 101])
 def test_steps_range(steps):
     with pytest.raises(InvalidParams, match=r"1\.\.100"):

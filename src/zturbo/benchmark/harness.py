@@ -238,7 +238,7 @@ def main_bench(args) -> dict:
     start = time.monotonic()
     elapsed = lambda: time.monotonic() - start  # noqa: E731
     dev = torch.device(args.device)
-    res: dict = {"command": " ".join(["zturbo bench"] + sys.argv[1:]) if args.argv is None else args.argv}
+    res: dict = {"command": " ".join(["zturbo"] + sys.argv[1:]) if args.argv is None else args.argv}
     log = print
     tmp = tempfile.mkdtemp(prefix="zturbo-bench-")
     cache = os.path.join(tmp, "inductor-cache")  # fresh: the first compile here is a cold one
