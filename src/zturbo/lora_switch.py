@@ -46,11 +46,13 @@ class LoraFolder:
         from .hashing import cached_sha256
 
         out = []
-        for entry in sorted(self.root.iterdir()):
-            path = self._inside(entry.name)
-            if path is not None:
-                out.append({"name": entry.name, "bytes": path.stat().st_size, "sha256": cached_sha256(path)})
+        for name in self.names():
+            path = self.root / name
+            out.append({"name": name, "bytes": path.stat().st_size, "sha256": cached_sha256(path)})
         return out
+
+    def names(self) -> list[str]:
+        return [e.name for e in sorted(self.root.iterdir()) if self._inside(e.name) is not None]
 
     def _inside(self, name: str) -> Path | None:
         """The regular .safetensors file `name` directly in the folder, links resolved; None otherwise."""
