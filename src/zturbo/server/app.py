@@ -7,6 +7,7 @@ Routes (all JSON unless said):
   POST /api/jobs                   queue a job -> 202 {id, ...}; 503 + Retry-After when full
   GET  /api/loras                  the LoRA files of --lora-dir (name, bytes, sha256), for a request's `loras`
   POST /api/uploads                store an input image or mask (multipart `file`, `role`) -> {name, sha256, ...}
+  GET  /api/uploads/{name}         a stored upload (the web UI's "use these settings" shows it again)
   GET  /api/jobs/{id}              its state
   GET  /api/jobs/{id}/events       server-sent events: queued, started, step (with preview), done/failed/cancelled
   DELETE /api/jobs/{id}            cancel (queued or running); nothing of it is written
@@ -318,6 +319,16 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
                 raise InvalidParams(f"role must be image or mask, got {reprlib.repr(role)}")
             path = Path(await upload(out_dir, form, ("file",), role, True))
         return {"name": path.name, "role": role, "sha256": path.stem, "bytes": path.stat().st_size}
+
+    @app.get("/api/uploads/{name}", summary="A stored upload (input image or mask), by the name it was given",
+             response_class=FileResponse)
+    async def get_upload(name: str):
+        try:
+            path = uploads.resolve(out_dir, name, "upload")
+        except InvalidParams:
+            raise HTTPException(404, "no such upload") from None
+        return FileResponse(path, media_type=uploads.MEDIA_TYPES[Path(path).suffix],
+                            headers={"Cache-Control": "private, max-age=31536000, immutable"})
 
     @app.get("/api/loras", summary="The LoRA files of --lora-dir, for a request's loras field")
     async def list_loras():
