@@ -196,7 +196,7 @@ class Engine:
     def _lora_switch(self):
         from .lora_switch import SPEED_REFUSED, LoraSwitch, load_time_adapters
 
-        if self.speed:
+        if self.options is not None and self.options.speeds_up_gguf:  # --fast / --gguf-mode rewrote the layers
             raise InvalidParams(SPEED_REFUSED)
         if self._switch is None:
             self._switch = LoraSwitch(self.pipe, load_time_adapters(self.loras))

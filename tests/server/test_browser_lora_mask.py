@@ -31,6 +31,12 @@ def lora_server(lora_engine, tmp_path):  # noqa: F811
         s.__exit__(None, None, None)
 
 
+def small_targets(page, within):
+    return page.evaluate("""(within) => [...document.querySelectorAll(within + ' :is(button, input, select)')]
+        .filter(e => e.offsetParent !== null).map(e => [e.id || e.type, e.getBoundingClientRect()])
+        .filter(([, r]) => r.width < 24 || r.height < 24).map(([n, r]) => `${n} ${r.width}x${r.height}`)""", within)
+
+
 def history(srv):
     return httpx.get(srv.url + "/api/history").json()["items"]
 
@@ -55,7 +61,7 @@ def test_pick_a_lora_and_generate(browser, lora_server, lora_dir, size):  # noqa
     page.fill("#width", "32")
     page.fill("#height", "32")
     page.fill("#steps", "2")
-    assert no_sideways_scroll(page, w)
+    assert no_sideways_scroll(page, w) and small_targets(page, "#loras") == []
     shot(page, f"lora-picker-{size}")
     page.click("#generate")
     page.wait_for_selector(".card img[src^='blob:']")
@@ -105,7 +111,7 @@ def test_paint_a_mask_then_use_these_settings_brings_the_inputs_back(browser, lo
     paint_right_half(page)
     page.fill("#strength", "0.7")
     lora_row(page, "kohya.safetensors").locator("input[type=checkbox]").check()
-    assert no_sideways_scroll(page, w)
+    assert no_sideways_scroll(page, w) and small_targets(page, "#paint") == []
     shot(page, f"mask-painting-{size}")
     page.click("#generate")
     page.wait_for_selector(".card img[src^='blob:']")

@@ -186,3 +186,18 @@ def test_serve_says_what_per_request_loras_cost(capsys, tmp_path, lora_dir, lora
     monkeypatch.setattr(runner, "make_server", lambda *a, **k: NoServer())
     assert main(["serve", "--model", "tiny", "--port", str(free_port()), "--lora-dir", str(lora_dir), "--out", str(tmp_path)]) == 0
     assert "per-request LoRAs from" in capsys.readouterr().err
+
+
+def test_a_fast_engine_refuses_per_request_loras(lora_engine, lora_dir, tmp_path, monkeypatch):  # noqa: F811
+    from types import SimpleNamespace
+
+    from zturbo import GenerationParams, LoadOptions
+    from zturbo.errors import InvalidParams
+
+    fast = LoadOptions(model="tiny", fast="lossless")
+    with pytest.raises(InvalidParams, match="drop --fast / --gguf-mode, or merge fixed LoRAs at load time"):
+        create_app(SimpleNamespace(options=fast), tmp_path / "out", lora_dir=lora_dir)
+    monkeypatch.setattr(lora_engine, "options", fast)
+    params = GenerationParams(prompt="x", width=32, height=32, steps=1, seed=1, rng="cpu")
+    with pytest.raises(InvalidParams, match="per-request LoRAs"):
+        lora_engine.generate(params, loras=[(str(lora_dir / "style.safetensors"), 1.0)])

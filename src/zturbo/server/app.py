@@ -170,7 +170,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     if lora_dir is not None:
         from ..lora_switch import SPEED_REFUSED, LoraFolder
 
-        if getattr(engine, "speed", None):
+        if getattr(getattr(engine, "options", None), "speeds_up_gguf", False):
             raise InvalidParams(SPEED_REFUSED)
         lora_folder = LoraFolder(lora_dir)
     history = History(out_dir)
