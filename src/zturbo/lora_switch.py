@@ -27,7 +27,7 @@ from .lora import ADAPTER_PREFIX, PICKLE_SUFFIXES, SUFFIX, load_adapter, read, s
 REQUEST_PREFIX = "zturbo_request_"
 EXAMPLE = '[{"name": "style.safetensors", "scale": 0.8}]'
 SPEED_REFUSED = ("per-request LoRAs (--lora-dir) run as unfused adapters on the transformer's Linear layers, which "
-                 "--fast and --gguf-mode bf16|fp8 rewrite (fused QKV, FP8) and compile: drop --fast / --gguf-mode, "
+                 "--fast and --gguf-mode bf16|fp8|auto rewrite (fused QKV, FP8) and compile: drop --fast / --gguf-mode, "
                  "or merge fixed LoRAs at load time with --lora FILE:SCALE")
 
 

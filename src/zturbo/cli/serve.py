@@ -51,8 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="let each request pick LoRAs (the 'loras' field, the web UI's picker) from the .safetensors "
                         "files directly in DIR, nowhere else; they run as unfused adapters (each adds its low-rank "
                         "matmuls to every pass of the jobs that use it) and a job without LoRAs gets the base "
-                        "model's pixels. Not with --fast / --gguf-mode (they rewrite the layers adapters wrap); "
-                        "--lora FILE:SCALE merges a LoRA for every job instead")
+                        "model's pixels. Not with --fast or --gguf-mode bf16/fp8/auto (they rewrite the layers "
+                        "adapters wrap); --lora FILE:SCALE merges a LoRA for every job instead")
     s.add_argument("--warm-up", default=f"{defaults.WIDTH}x{defaults.HEIGHT}", metavar="WxH[,WxH]",
                    help="with --fast/--fp8: generate at these sizes before saying ready, so that the first request "
                         "does not pay the compile (default %(default)s; other sizes then only capture a CUDA graph); "
