@@ -158,9 +158,10 @@ def test_openai_generations_and_edits_take_loras(serve, lora_dir):
     assert r.status_code == 200, r.text
     got = [[(x["name"], x["scale"]) for x in i["recipe"]["loras"]] for i in client.get("/api/history").json()["items"]]
     assert got == [[("kohya.safetensors", 0.25)], [("style.safetensors", 0.5)]]
-    r = client.post("/v1/images/edits", files={"image": ("in.png", buf.getvalue(), "image/png")},
-                    data={"prompt": "a fox", "loras": "style.safetensors"})
-    assert r.status_code == 422 and "loras must be JSON text" in r.json()["detail"]
+    for bad in ("style.safetensors", "[" * 5000 + "]" * 5000):
+        r = client.post("/v1/images/edits", files={"image": ("in.png", buf.getvalue(), "image/png")},
+                        data={"prompt": "a fox", "loras": bad})
+        assert r.status_code == 422 and "loras must be JSON text" in r.json()["detail"]
 
 
 def test_serve_refuses_lora_dir_with_fast_before_loading(capsys, tmp_path, lora_dir, monkeypatch):

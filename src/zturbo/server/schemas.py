@@ -95,7 +95,7 @@ def edit_request(fields: dict[str, str]) -> OpenAIEditRequest:
         elif name == "loras":  # a form carries text: the JSON list /api/jobs takes
             try:
                 typed[name] = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply
                 raise InvalidParams('loras must be JSON text like [{"name": "style.safetensors", "scale": 0.8}], '
                                     f"got {reprlib.repr(value)}") from None
         elif name == "resize":
