@@ -136,6 +136,8 @@ class Engine:
         self.device_name = machine.device_name(self.device)
         self.speed: list = []  # zturbo.speed.Feature: what --fast / --gguf-mode turned on
         self.loras: list[dict] = []  # zturbo.lora.apply_loras: the LoRAs in the weights, for every recipe
+        self._switch = None  # zturbo.lora_switch.LoraSwitch, made by the first per-call LoRA
+        self._call_loras: list[dict] = []  # the per-call LoRAs of the generate() running now, for its recipes
 
     @classmethod
     def load(cls, options=None, **fields: Any) -> Engine:
@@ -190,6 +192,20 @@ class Engine:
             self._prompt_cache.popitem(last=False)
         return enc
 
+    # -- per-call LoRAs ------------------------------------------------------------------------
+    def _lora_switch(self):
+        from .lora_switch import SPEED_REFUSED, LoraSwitch, load_time_adapters
+
+        if self.options is not None and self.options.speeds_up_gguf:  # --fast / --gguf-mode rewrote the layers
+            raise InvalidParams(SPEED_REFUSED)
+        if self._switch is None:
+            self._switch = LoraSwitch(self.pipe, load_time_adapters(self.loras))
+        return self._switch
+
+    def check_lora(self, path: str) -> None:
+        """InvalidParams unless `path` is a LoRA this engine can take per call (generate(loras=...)); cached."""
+        self._lora_switch().check(path)
+
     # -- generate -----------------------------------------------------------------------------
     def generate(
         self,
@@ -197,9 +213,17 @@ class Engine:
         num_images: int = 1,
         on_step: StepCallback | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        loras: Sequence[tuple[str, float]] | None = None,
     ) -> Result:
-        """`num_images` images with seeds S..S+N-1, each one equal to generating that seed alone."""
+        """`num_images` images with seeds S..S+N-1, each one equal to generating that seed alone.
+
+        `loras`: ((path.safetensors, scale), ...) for this call only, as unfused adapters on the loaded
+        weights (each file loaded once and kept); a call without them runs the weights as loaded."""
         seeds = seed_series(params.seed, num_images)  # S..S+N-1; past 2^64-1 is an error, never a wrap
+        if loras or self._switch is not None:
+            from .lora import normalize
+
+            self._call_loras = self._lora_switch().activate(normalize(loras))
         images, all_params, recipes, warnings, inputs = [], [], [], list(params.notes()), []
         for i, seed in enumerate(seeds):
             p = params if i == 0 else params.replace(seed=seed)
@@ -344,7 +368,7 @@ class Engine:
         recipe = {
             "params": dataclasses.replace(params, rng=rng).to_dict(),
             "model": self.info.to_dict(),
-            "loras": self.loras,
+            "loras": self.loras + self._call_loras,
             "passes": passes,
             "model_evaluations": evaluations,  # per image: 2 per pass with guidance > 0
             "cfg": params.uses_cfg,

@@ -155,24 +155,29 @@ def read(pipe, path: str) -> tuple[dict, dict | None]:
     return state_dict, metadata
 
 
+def load_adapter(pipe, path: str, name: str) -> None:
+    """Read and check `path` (read), then add it to pipe.transformer as the peft adapter `name`."""
+    import warnings
+
+    state_dict, metadata = read(pipe, path)
+    with warnings.catch_warnings():  # peft's "multiple adapters" note: several LoRAs are what was asked for
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        try:
+            pipe.load_lora_into_transformer(state_dict, transformer=pipe.transformer, adapter_name=name,
+                                            metadata=metadata, _pipeline=pipe)
+        except (ValueError, TypeError, KeyError, RuntimeError) as exc:  # peft refusing the config or a tensor
+            raise InvalidParams(f"LoRA {path}: peft could not load it: {str(exc).splitlines()[0][:200]}") from None
+
+
 def apply_loras(pipe, loras: tuple[tuple[str, float], ...], fuse: bool = True) -> list[dict[str, Any]]:
     """Load each (path, scale) into pipe.transformer, set the scales and, with `fuse`, merge them into the
     weights and drop the adapter layers. Returns what each image's recipe records about them."""
-    import warnings
-
     from .hashing import cached_sha256
 
     names = []
     for i, (path, _) in enumerate(loras):
-        state_dict, metadata = read(pipe, path)
         name = f"{ADAPTER_PREFIX}{i}"
-        with warnings.catch_warnings():  # peft's "multiple adapters" note: several LoRAs are what was asked for
-            warnings.filterwarnings("ignore", message="Already found a `peft_config`")
-            try:
-                pipe.load_lora_into_transformer(state_dict, transformer=pipe.transformer, adapter_name=name,
-                                                metadata=metadata, _pipeline=pipe)
-            except (ValueError, TypeError, KeyError, RuntimeError) as exc:  # peft refusing the config or a tensor
-                raise InvalidParams(f"LoRA {path}: peft could not load it: {str(exc).splitlines()[0][:200]}") from None
+        load_adapter(pipe, path, name)
         names.append(name)
     if names:
         pipe.set_adapters(names, adapter_weights=[scale for _, scale in loras])

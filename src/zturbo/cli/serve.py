@@ -19,6 +19,7 @@ examples:
   zturbo serve                                  # loopback only, port {defaults.SERVER_PORT}
   zturbo serve --model tiny --out /tmp/zt       # offline demo model (noise by design)
   zturbo serve --quant q8 --port 8000
+  zturbo serve --lora-dir ~/loras                # requests pick LoRAs from that folder (GET /api/loras)
   zturbo serve --host 0.0.0.0 --token "$(openssl rand -hex 16)" --allow-origin http://mybox:{defaults.SERVER_PORT}
 
 secure by default: loopback only; Host and Origin headers must name this server (or an
@@ -46,6 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--max-upload", type=float, default=defaults.SERVER_MAX_UPLOAD_BYTES / 2**20, metavar="MB",
                    help="largest input image or mask a client may upload (/v1/images/edits, /api/uploads), in MiB "
                         "(default %(default)g); larger ones get HTTP 413 without being stored")
+    s.add_argument("--lora-dir", default=None, metavar="DIR",
+                   help="let each request pick LoRAs (the 'loras' field, the web UI's picker) from the .safetensors "
+                        "files directly in DIR, nowhere else; they run as unfused adapters (each adds its low-rank "
+                        "matmuls to every pass of the jobs that use it) and a job without LoRAs gets the base "
+                        "model's pixels. Not with --fast or --gguf-mode bf16/fp8/auto (they rewrite the layers "
+                        "adapters wrap); --lora FILE:SCALE merges a LoRA for every job instead")
     s.add_argument("--warm-up", default=f"{defaults.WIDTH}x{defaults.HEIGHT}", metavar="WxH[,WxH]",
                    help="with --fast/--fp8: generate at these sizes before saying ready, so that the first request "
                         "does not pay the compile (default %(default)s; other sizes then only capture a CUDA graph); "
@@ -116,18 +123,28 @@ def run(args) -> int:
         except ValueError as exc:
             raise InvalidParams(f"--allow-origin: {exc}") from None
     options = common.load_options(args)  # bad model options fail before the port check and the load
+    lora_folder = None
+    if args.lora_dir is not None:
+        from ..lora_switch import SPEED_REFUSED, LoraFolder
+
+        if options.speeds_up_gguf:  # --fast or --gguf-mode bf16|fp8|auto: the weights adapters wrap get rewritten
+            raise InvalidParams(SPEED_REFUSED)
+        lora_folder = LoraFolder(args.lora_dir)
     warm_sizes = _warm_up_sizes(args.warm_up, args.max_megapixels)
     check_port(args.host, args.port)
     engine = common.load_engine(options)
     common.warm_up(engine, warm_sizes)
     app = create_app(engine, args.out, token=token, allow_origins=args.allow_origin, bound_host=args.host,
                      queue_bound=args.queue, max_megapixels=args.max_megapixels,
-                     max_upload=int(args.max_upload * 2**20))
+                     max_upload=int(args.max_upload * 2**20), lora_dir=args.lora_dir)
     for line in warnings_for(args.host, token, args.allow_origin):
         print(line, file=sys.stderr)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"zturbo serving {engine.info.label} on http://{host}:{args.port}/  (API docs: /docs; Ctrl-C stops)",
           file=sys.stderr, flush=True)
+    if lora_folder is not None:
+        print(f"per-request LoRAs from {lora_folder.root} ({len(lora_folder.names())} files): unfused adapters, "
+              "each adds its low-rank matmuls to every pass of a job that uses it", file=sys.stderr, flush=True)
     if args.token == "random":
         print(f"token: {token}", file=sys.stderr, flush=True)
     try:

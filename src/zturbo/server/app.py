@@ -5,7 +5,9 @@ Routes (all JSON unless said):
   GET  /docs, /openapi.json        API docs (rendered by our own page: no CDN)
   GET  /api/health                 model, precision, device, queue, limits, size presets
   POST /api/jobs                   queue a job -> 202 {id, ...}; 503 + Retry-After when full
+  GET  /api/loras                  the LoRA files of --lora-dir (name, bytes, sha256), for a request's `loras`
   POST /api/uploads                store an input image or mask (multipart `file`, `role`) -> {name, sha256, ...}
+  GET  /api/uploads/{name}         a stored upload (the web UI's "use these settings" shows it again)
   GET  /api/jobs/{id}              its state
   GET  /api/jobs/{id}/events       server-sent events: queued, started, step (with preview), done/failed/cancelled
   DELETE /api/jobs/{id}            cancel (queued or running); nothing of it is written
@@ -153,7 +155,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
                allow_origins: list[str] | tuple[str, ...] = (), bound_host: str | None = defaults.SERVER_HOST,
                queue_bound: int = defaults.SERVER_QUEUE_BOUND, max_body: int = defaults.SERVER_MAX_BODY_BYTES,
                max_megapixels: float = defaults.MAX_MEGAPIXELS, previews: bool = True,
-               max_upload: int = defaults.SERVER_MAX_UPLOAD_BYTES) -> FastAPI:
+               max_upload: int = defaults.SERVER_MAX_UPLOAD_BYTES, lora_dir: str | Path | None = None) -> FastAPI:
     try:
         allow_origins = [normalize_origin(o) for o in allow_origins]
     except ValueError as exc:
@@ -164,6 +166,13 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     except OSError as exc:
         raise InvalidParams(f"cannot use {out_dir} as the output folder: {exc.strerror}") from None
     remove_partial_files(out_dir)
+    lora_folder = None
+    if lora_dir is not None:
+        from ..lora_switch import SPEED_REFUSED, LoraFolder
+
+        if getattr(getattr(engine, "options", None), "speeds_up_gguf", False):
+            raise InvalidParams(SPEED_REFUSED)
+        lora_folder = LoraFolder(lora_dir)
     history = History(out_dir)
     jobs = JobQueue(engine, out_dir, history, bound=queue_bound, previews=previews)
 
@@ -224,12 +233,27 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
                                      "their images stay in /api/history)")
         return job
 
-    def submit(req, image: str | None = None, mask: str | None = None) -> Any:
+    async def submit(req, image: str | None = None, mask: str | None = None) -> Any:
         params, n = to_params(req, max_megapixels, image, mask)
         device = getattr(engine, "device", None)
         if params.rng == "cuda" and device is not None and device.type != "cuda":
             raise InvalidParams(f"rng 'cuda' needs a CUDA device; this server runs on {device.type}: use rng 'cpu'")
-        return jobs.submit(params, n)
+        return jobs.submit(params, n, await request_loras(req.loras))
+
+    async def request_loras(value: Any) -> tuple:
+        """A request's `loras` as (path, scale) pairs, each file checked against the model: refused, never queued."""
+        if value is None or value == []:
+            return ()
+        if lora_folder is None:
+            raise InvalidParams("this server takes no per-request LoRAs: start it with --lora-dir DIR (the folder "
+                                "of your .safetensors LoRA files), or leave loras out")
+        loras = lora_folder.request(value)
+        for path, _ in loras:
+            try:
+                await run_in_threadpool(engine.check_lora, path)
+            except InvalidParams as exc:  # lora.py names the server's path: the client knows the name
+                raise InvalidParams(str(exc).replace(path, Path(path).name)) from None
+        return loras
 
     # -- the web UI and docs --------------------------------------------------------------------
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
@@ -264,7 +288,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     async def create_job(req: JobRequest):
         image = None if req.image is None else uploads.resolve(out_dir, req.image, "image")
         mask = None if req.mask is None else uploads.resolve(out_dir, req.mask, "mask")
-        return submit(req, image, mask).view()
+        return (await submit(req, image, mask)).view()
 
     def multipart(request: Request, max_files: int, field: str):
         if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
@@ -295,6 +319,23 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
                 raise InvalidParams(f"role must be image or mask, got {reprlib.repr(role)}")
             path = Path(await upload(out_dir, form, ("file",), role, True))
         return {"name": path.name, "role": role, "sha256": path.stem, "bytes": path.stat().st_size}
+
+    @app.get("/api/uploads/{name}", summary="A stored upload (input image or mask), by the name it was given",
+             response_class=FileResponse)
+    async def get_upload(name: str):
+        try:
+            path = uploads.resolve(out_dir, name, "upload")
+        except InvalidParams:
+            raise HTTPException(404, "no such upload") from None
+        return FileResponse(path, media_type=uploads.MEDIA_TYPES[Path(path).suffix],
+                            headers={"Cache-Control": "private, max-age=31536000, immutable"})
+
+    @app.get("/api/loras", summary="The LoRA files of --lora-dir, for a request's loras field")
+    async def list_loras():
+        if lora_folder is None:
+            return {"enabled": False, "loras": [],
+                    "hint": "start the server with --lora-dir DIR to choose LoRAs per request"}
+        return {"enabled": True, "loras": await run_in_threadpool(lora_folder.list)}
 
     @app.get("/api/jobs/{job_id}", summary="A job's state")
     async def get_job(job_id: str):
@@ -355,7 +396,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     # -- OpenAI-compatible ----------------------------------------------------------------------
     @app.post("/v1/images/generations", summary="OpenAI-compatible image generation (waits for the result)")
     async def openai_generate(req: OpenAIImageRequest, request: Request):
-        return await openai_result(submit(req), req.response_format, request)
+        return await openai_result(await submit(req), req.response_format, request)
 
     @app.post("/v1/images/edits", summary="OpenAI-compatible image edit: image-to-image, or inpainting with a mask",
               openapi_extra=upload_doc("image", mask="inpainting mask: white = repaint; a mask with transparency "
@@ -369,7 +410,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
             req = edit_request({k: v for k, v in form.multi_items() if isinstance(v, str)})
             image = await upload(out_dir, form, ("image", "image[]"), "image", True)
             mask = await upload(out_dir, form, ("mask",), "mask", False)
-        return await openai_result(submit(req, image, mask), req.response_format, request)
+        return await openai_result(await submit(req, image, mask), req.response_format, request)
 
     async def openai_result(job, response_format: str, request: Request):
         await job.wait_finished()

@@ -37,9 +37,10 @@ class QueueFull(Exception):
 
 
 class Job:
-    def __init__(self, params: GenerationParams, n: int):
+    def __init__(self, params: GenerationParams, n: int, loras: tuple = ()):
         self.id = secrets.token_hex(8)
         self.params = params
+        self.loras = loras  # ((path, scale), ...) from the --lora-dir, for this job only
         self.n = n
         self.seeds = seed_series(params.seed, n)  # InvalidParams when they would pass 2^64-1: never queued
         self.state = QUEUED
@@ -139,8 +140,8 @@ class JobQueue:
         self._thread.start()
 
     # -- the API side ---------------------------------------------------------------------------
-    def submit(self, params: GenerationParams, n: int = 1) -> Job:
-        job = Job(params, n)
+    def submit(self, params: GenerationParams, n: int = 1, loras: tuple = ()) -> Job:
+        job = Job(params, n, loras)
         with self._cond:
             if self._stopping:
                 raise QueueFull("the server is shutting down")
@@ -260,7 +261,8 @@ class JobQueue:
                 job.emit("step", step=job.step, total=job.total, image=i, image_step=step, image_steps=total, **extra)
 
             p = job.params if i == 0 else job.params.replace(seed=seed)
-            result = self.engine.generate(p, on_step=on_step, should_cancel=job.cancel_requested.is_set)
+            result = self.engine.generate(p, on_step=on_step, should_cancel=job.cancel_requested.is_set,
+                                          **({"loras": job.loras} if job.loras else {}))
             results.append(result)
             job.warnings += [w for w in result.warnings if w not in job.warnings]
         # all images made: only now does anything touch the disk (atomically, one file at a time)

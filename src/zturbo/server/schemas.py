@@ -8,6 +8,7 @@ field) is refused here, before anything is queued.
 
 from __future__ import annotations
 
+import json
 import re
 import reprlib
 from pathlib import Path
@@ -37,6 +38,8 @@ class Knobs(BaseModel):
     rng: Any = Field(None, description="where the starting noise is drawn: 'cuda' or 'cpu'")
     width: Any = Field(None, description=f"multiple of 16 (default {defaults.WIDTH})")
     height: Any = Field(None, description=f"multiple of 16 (default {defaults.HEIGHT})")
+    loras: Any = Field(None, description='LoRAs for this request from the server\'s --lora-dir (GET /api/loras), '
+                                         'e.g. [{"name": "style.safetensors", "scale": 0.8}]; scale 1 when left out')
 
 
 class JobRequest(Knobs):
@@ -89,6 +92,12 @@ def edit_request(fields: dict[str, str]) -> OpenAIEditRequest:
             except ValueError:
                 what = "a whole number" if kind is int else "a number"
                 raise InvalidParams(f"{name} must be {what}, got {reprlib.repr(value)}") from None
+        elif name == "loras":  # a form carries text: the JSON list /api/jobs takes
+            try:
+                typed[name] = json.loads(value)
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply
+                raise InvalidParams('loras must be JSON text like [{"name": "style.safetensors", "scale": 0.8}], '
+                                    f"got {reprlib.repr(value)}") from None
         elif name == "resize":
             if value.strip().lower() not in _FORM_BOOLS:
                 raise InvalidParams(f"resize must be true or false, got {reprlib.repr(value)}")

@@ -31,6 +31,7 @@ from ..hashing import sha256_file
 
 FOLDER = "uploads"
 _NAME = re.compile(r"[0-9a-f]{64}\.(png|jpg|webp)")
+MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"}
 _CHUNK = 1 << 20
 
 

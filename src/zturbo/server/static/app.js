@@ -172,8 +172,11 @@ function formRequest() {
     req.image = state.input.name;
     req.strength = numberOrText($("strength").value);
     if (state.mask) req.mask = state.mask.name;
+    else if (paint.on && paint.upload) req.mask = paint.upload.name;
     if ($("resize").checked) req.resize = true;
   }
+  const loras = chosenLoras();
+  if (loras.length) req.loras = loras;
   if (seedLocked() && $("seed").value.trim() !== "") req.seed = $("seed").value.trim(); // a string: exact above 2^53
   return req;
 }
@@ -229,9 +232,14 @@ async function chooseImage(file) {
   if (!up) return;
   if (!state.input) state.typedSize = [$("width").value, $("height").value];
   if (state.input) URL.revokeObjectURL(state.input.url);
+  setInput(up);
+}
+
+function setInput(up) {
   state.input = up;
+  stopPainting();  // a mask painted on another image does not fit this one
   $("image-thumb").src = up.url;
-  $("image-info").textContent = `${up.file} · ${up.width}×${up.height} · ${kib(up.bytes)}`;
+  $("image-info").textContent = `${up.file} · ${up.width}×${up.height}` + (up.bytes ? ` · ${kib(up.bytes)}` : "");
   showInput();
 }
 
@@ -240,6 +248,7 @@ function removeImage() {
   URL.revokeObjectURL(state.input.url);
   state.input = null;
   removeMask();
+  stopPainting();
   $("resize").checked = false;
   [$("width").value, $("height").value] = state.typedSize;
   showInput();
@@ -251,8 +260,13 @@ async function chooseMask(file) {
   $("mask-file").value = "";
   if (!up) return;
   URL.revokeObjectURL(up.url);
+  setMask(up, `mask: ${up.file} · ${up.width}×${up.height}`);
+}
+
+function setMask(up, text) {
   state.mask = up;
-  $("mask-info").textContent = `mask: ${up.file} · ${up.width}×${up.height}`;
+  stopPainting();  // a chosen mask file replaces a painted one
+  $("mask-info").textContent = text;
   showInput();
 }
 
@@ -275,6 +289,8 @@ function showInput() {
   $("image-knobs").hidden = !on;
   $("mask-chosen").hidden = state.mask === null;
   $("mask-pick").hidden = state.mask !== null;
+  $("paint").hidden = !paint.on;
+  $("paint-start").hidden = paint.on;
   document.querySelector("fieldset.size").disabled = on;
   $("size-note").hidden = !on;
   if (!on) return;
@@ -310,11 +326,156 @@ $("gen-form").addEventListener("drop", (e) => {
   chooseImage(file);
 });
 
+// ---- mask painting: a canvas over the input image, at the input's own pixel size --------------------
+// Strokes are white on a transparent canvas (shown over the image); the mask sent is that canvas on black,
+// uploaded as a PNG through /api/uploads when the job is submitted (white = repaint, black = keep).
+const paint = { on: false, erase: false, drawing: false, last: null, painted: false, upload: null };
+const maskCtx = $("mask-canvas").getContext("2d");
+
+function startPainting() {
+  if (!state.input) return;
+  state.mask = null;  // a painted mask replaces a chosen file
+  const { width: w, height: h, url } = state.input;
+  const c = $("mask-canvas");
+  [c.width, c.height] = [w, h];
+  $("paint-img").src = url;
+  const size = $("brush-size");
+  size.max = Math.max(8, Math.round(Math.max(w, h) / 3));
+  size.value = Math.max(1, Math.round(Math.max(w, h) / 16));
+  showBrush();
+  setTool(false);
+  Object.assign(paint, { on: true, painted: false, upload: null });
+  showInput();
+}
+
+function stopPainting() {
+  Object.assign(paint, { on: false, drawing: false, painted: false, upload: null });
+  maskCtx.clearRect(0, 0, $("mask-canvas").width, $("mask-canvas").height);
+  if (state.input) showInput();
+}
+
+function setTool(erase) {
+  paint.erase = erase;
+  $("tool-brush").setAttribute("aria-pressed", String(!erase));
+  $("tool-eraser").setAttribute("aria-pressed", String(erase));
+}
+
+function showBrush() { $("brush-px").textContent = `${$("brush-size").value} px`; }
+
+function canvasPoint(e) {
+  const c = $("mask-canvas"), r = c.getBoundingClientRect();
+  return { x: (e.clientX - r.left) * c.width / r.width, y: (e.clientY - r.top) * c.height / r.height };
+}
+
+function stroke(a, b) {
+  maskCtx.globalCompositeOperation = paint.erase ? "destination-out" : "source-over";
+  Object.assign(maskCtx, { strokeStyle: "#fff", lineWidth: Number($("brush-size").value), lineCap: "round",
+                           lineJoin: "round" });
+  maskCtx.beginPath();
+  maskCtx.moveTo(a.x, a.y);
+  maskCtx.lineTo(b.x, b.y);
+  maskCtx.stroke();
+  paint.upload = null;  // changed since the last upload
+  if (!paint.erase) paint.painted = true;
+}
+
+$("mask-canvas").addEventListener("pointerdown", (e) => {
+  $("mask-canvas").setPointerCapture(e.pointerId);
+  paint.drawing = true;
+  paint.last = canvasPoint(e);
+  stroke(paint.last, paint.last);  // a tap paints a dot
+  e.preventDefault();
+});
+$("mask-canvas").addEventListener("pointermove", (e) => {
+  if (!paint.drawing) return;
+  const p = canvasPoint(e);
+  stroke(paint.last, p);
+  paint.last = p;
+});
+for (const ev of ["pointerup", "pointercancel"]) $("mask-canvas").addEventListener(ev, () => { paint.drawing = false; });
+$("paint-start").addEventListener("click", startPainting);
+$("paint-remove").addEventListener("click", stopPainting);
+$("paint-clear").addEventListener("click", () => {
+  maskCtx.clearRect(0, 0, $("mask-canvas").width, $("mask-canvas").height);
+  Object.assign(paint, { painted: false, upload: null });
+});
+$("tool-brush").addEventListener("click", () => setTool(false));
+$("tool-eraser").addEventListener("click", () => setTool(true));
+$("brush-size").addEventListener("input", showBrush);
+
+async function uploadPaintedMask() {
+  // nothing painted is an empty mask (keep everything): say so rather than send it or drop it silently
+  if (!paint.painted) {
+    message("the mask is empty: paint where the image should change, or press No mask", "error");
+    return false;
+  }
+  const c = $("mask-canvas");
+  const out = document.createElement("canvas");
+  [out.width, out.height] = [c.width, c.height];
+  const ctx = out.getContext("2d");
+  ctx.fillStyle = "#000";
+  ctx.fillRect(0, 0, out.width, out.height);
+  ctx.drawImage(c, 0, 0);
+  const blob = await new Promise((resolve) => out.toBlob(resolve, "image/png"));
+  const up = await upload(new File([blob], "painted-mask.png", { type: "image/png" }), "mask");
+  if (!up) return false;
+  URL.revokeObjectURL(up.url);
+  paint.upload = up;
+  return true;
+}
+
+// ---- LoRAs from the server's --lora-dir (the picker is shown only when it has one) -----------------
+async function loadLoras() {
+  const list = await apiJson("/api/loras");
+  $("loras").hidden = !list.enabled;
+  const box = $("lora-list");
+  box.replaceChildren();
+  list.loras.forEach((l, i) => {
+    const row = document.createElement("div");
+    row.className = "lora-row";
+    row.dataset.name = l.name;
+    row.innerHTML = `<label class="check"><input type="checkbox" id="lora-${i}"> <span></span></label>
+      <div class="row lora-scale" hidden>
+        <label class="grow">Scale <input type="range" min="0" max="2" step="0.05" value="1"></label>
+        <label>&nbsp;<input type="number" step="0.05" value="1" inputmode="decimal"></label>
+      </div>`;
+    row.querySelector("span").textContent = `${l.name} · ${kib(l.bytes)}`;
+    const [check, range, num] = row.querySelectorAll("input");
+    range.setAttribute("aria-label", `scale of ${l.name} (slider)`);
+    num.setAttribute("aria-label", `scale of ${l.name}`);
+    check.addEventListener("change", () => { row.querySelector(".lora-scale").hidden = !check.checked; });
+    range.addEventListener("input", () => { num.value = range.value; });
+    num.addEventListener("input", () => { range.value = num.value; });
+    box.append(row);
+  });
+  if (list.enabled && !list.loras.length) $("lora-hint").textContent = "The server's --lora-dir holds no .safetensors files.";
+}
+
+function chosenLoras() {
+  return [...$("lora-list").children].filter((row) => row.querySelector("input[type=checkbox]").checked)
+    .map((row) => ({ name: row.dataset.name, scale: numberOrText(row.querySelector("input[type=number]").value) }));
+}
+
+function setLoras(records) {
+  // tick exactly the per-request LoRAs of a recipe (the ones merged at load time are always on); names missing here are returned
+  const want = new Map(records.filter((r) => !r.fused).map((r) => [r.name, r.scale]));
+  for (const row of $("lora-list").children) {
+    const on = want.has(row.dataset.name);
+    const [check, range, num] = row.querySelectorAll("input");
+    check.checked = on;
+    row.querySelector(".lora-scale").hidden = !on;
+    if (on) range.value = num.value = want.get(row.dataset.name);
+    want.delete(row.dataset.name);
+  }
+  return [...want.keys()];
+}
+
 // ---- a job: submit, follow its events, cancel ---------------------------------------------------
 $("gen-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   if (state.job || state.uploading) return;
   message("");
+  if (paint.on && !paint.upload && !(await uploadPaintedMask())) return;
   let job;
   try {
     const res = await api("/api/jobs", {
@@ -541,6 +702,9 @@ async function openViewer(item) {
     ["device", r.device], ["seconds", Object.entries(r.timings || {}).map(([k, v]) => `${k} ${v}`).join(", ")],
     ["warnings", (r.warnings || []).join("; ") || "—"], ["file", item.name],
   ];
+  if ((r.loras || []).length) {
+    rows.splice(4, 0, ["LoRAs", r.loras.map((l) => `${l.name} × ${l.scale}${l.fused ? " (merged at load)" : ""}`).join(", ")]);
+  }
   if (p.image) {
     // image-to-image / inpainting: the uploads it started from, by name (the server's path is not useful here)
     const base = (path) => String(path).split(/[\\/]/).pop();
@@ -574,8 +738,11 @@ $("copy-cmd").addEventListener("click", async () => {
   setTimeout(() => { $("copy-cmd").textContent = "Copy CLI command"; }, 1500);
 });
 
-$("reuse").addEventListener("click", () => {
-  const p = viewing.recipe.params;
+$("reuse").addEventListener("click", async () => {
+  const r = viewing.recipe, p = r.params;
+  const gone = setLoras(r.loras || []);
+  // the job's input image, mask and strength too (or none: a text-to-image job clears a chosen image)
+  const restored = p.image ? await restoreInput(p) : (removeImage(), true);
   $("prompt").value = p.prompt;
   $("negative").value = p.negative_prompt || "";
   $("steps").value = p.steps;
@@ -588,7 +755,41 @@ $("reuse").addEventListener("click", () => {
   setSeedLock(true);
   $("viewer").close();
   $("prompt").focus();
+  if (gone.length) message(`not in the server's --lora-dir any more: ${gone.join(", ")} (that image used it)`, "error");
+  else if (restored) message("");
 });
+
+async function restoreInput(p) {
+  // the uploads a job started from are kept in the output folder: fetch them back by name
+  const base = (path) => String(path).split(/[\\/]/).pop();
+  const fetchUpload = async (name) => {
+    const res = await api("/api/uploads/" + encodeURIComponent(name));
+    if (!res.ok) throw new Error(`its upload ${name} is no longer on the server: choose the file again`);
+    return res.blob();
+  };
+  try {
+    const name = base(p.image);
+    const blob = await fetchUpload(name);
+    const url = URL.createObjectURL(blob);
+    const [width, height] = await pixelSize(url);
+    if (!state.input) state.typedSize = [$("width").value, $("height").value];
+    else URL.revokeObjectURL(state.input.url);
+    $("resize").checked = Boolean(p.resize);
+    setInput({ name, file: name, url, width, height, bytes: blob.size });
+    setStrength(p.strength);
+    state.mask = null;
+    if (p.mask) {
+      const mask = base(p.mask);
+      await fetchUpload(mask);
+      setMask({ name: mask }, `mask: ${mask} (from the history)`);
+    }
+    showInput();
+    return true;
+  } catch (err) {
+    message(`the input image of that job: ${err.message}`, "error");
+    return false;
+  }
+}
 
 // ---- compare two with a slider --------------------------------------------------------------------
 $("compare-btn").addEventListener("click", async () => {
@@ -654,6 +855,7 @@ async function init() {
     const h = await apiJson("/api/health");
     state.health = h;
     fillDefaults(h);
+    await loadLoras();
     await loadHistory(true);
     message("");
     await resume();
