@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import defaults
 from . import svg
-from .analysis import Analysis, kind, quant_groups
+from .analysis import Analysis, fmt_value, kind, quant_groups
 from .learned import LearnedMetric
 from .sweepdir import Experiment, Item, Sweep
 
@@ -100,15 +100,15 @@ def _grid(exp: Experiment, data, res_scale) -> str:
     out = []
     for zk, z in zs:
         if zk:
-            out.append(f'<h4 class="row-title">{escape(zk)} = {escape(str(z))}</h4>')
+            out.append(f'<h4 class="row-title">{escape(zk)} = {escape(fmt_value(zk, z))}</h4>')
         rows = [f'<tr><th class="corner">{escape(yk)} ↓ · {escape(xk)} →</th>'
-                + "".join(f'<th scope="col">{escape(str(x))}</th>' for x in xv) + "</tr>"]
+                + "".join(f'<th scope="col">{escape(fmt_value(xk, x))}</th>' for x in xv) + "</tr>"]
         for y in yv:
             tds = []
             for x in xv:
                 it = cells.get((_key(x), _key(y), _key(z) if zk else None))
                 tds.append(f"<td>{frame(it, data[it.id], 'grid', res_scale, exp.name) if it else '<span class=empty>—</span>'}</td>")
-            rows.append(f'<tr><th scope="row">{escape(str(y))}</th>{"".join(tds)}</tr>')
+            rows.append(f'<tr><th scope="row">{escape(fmt_value(yk, y))}</th>{"".join(tds)}</tr>')
         out.append(f'<div class="scroll"><table class="xy-grid">{"".join(rows)}</table></div>')
     return "".join(out)
 

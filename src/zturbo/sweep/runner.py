@@ -35,7 +35,8 @@ from ..metadata import save_png
 from . import manifest as mf
 from .plan import Item, Plan, estimated_bytes, format_bytes, format_seconds, load_label, load_order, loads_text, shard
 
-EngineLoader = Callable[..., Any]  # (quant) -> Engine; (quant, lora_scale) for an item with a lora_scale
+# (quant) -> Engine; keyword lora_scale= for an item with a lora_scale, loras= for an item of a lora axis
+EngineLoader = Callable[..., Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +92,11 @@ def lora_key(loras) -> tuple[tuple[str, float], ...]:
 
 
 def item_loras(item: Item, loras: tuple[tuple[str, float], ...] | None) -> tuple[tuple[str, float], ...] | None:
-    """The LoRAs (lora_key) this item is made with: the run's, with the item's own lora_scale for the one LoRA
-    (the CLI refuses a lora_scale axis unless exactly one --lora is given)."""
+    """The LoRAs (lora_key) this item is made with: a lora axis's own (compared always: another file at its
+    path is another image), else the run's, with the item's own lora_scale for the one LoRA (the CLI refuses
+    a lora_scale axis unless exactly one --lora is given)."""
+    if item.loras is not None:
+        return lora_key(item.loras)
     if loras is None or item.lora_scale is None or len(loras) != 1:
         return loras
     return ((loras[0][0], float(item.lora_scale)),)
@@ -132,8 +136,12 @@ def _differences(item: Item, record: dict[str, Any], model: str | None,
         out["model"] = f"model {made_with} -> {model}"
     loras = item_loras(item, loras)
     if loras is not None and _recorded_loras(record) != loras:
-        had = ", ".join(f"{r.get('name')}:{r.get('scale', 1.0):g}" for r in record.get("loras") or []) or "none"
-        out["loras"] = f"LoRAs {had} -> {', '.join(f'{sha[:12]}:{s:g}' for sha, s in loras) or 'none'}"
+        had = ", ".join(f"{r.get('name')}:{r.get('scale', 1.0):g} (sha256 {str(r.get('sha256'))[:12]})"
+                        for r in record.get("loras") or []) or "none"
+        now = ", ".join(f"sha256 {sha[:12]}:{s:g}" for sha, s in loras) or "none"
+        out["loras"] = f"LoRAs {had} -> {now}"
+        if [s for _, s in _recorded_loras(record)] == [s for _, s in loras]:
+            out["loras"] += " (another file at the same path)"
     return out
 
 
@@ -268,7 +276,7 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
     mf.write_plan(folder, plan.to_json(mf.read_plan(folder)))
     _clean_temp_files(folder, pending)
     who = f"rank {launch.rank}/{launch.world_size}: " if launch.sharded else ""
-    loads = sorted({i.load for i in pending}, key=load_order)
+    loads = sorted(dict.fromkeys(i.load for i in pending), key=load_order)  # stable: plan order within a key
     say(f"{who}{len(mine)} images in this sweep{' shard' if launch.sharded else ''}: {outcome.skipped} already done, "
         f"{len(pending)} to make" + (f" in {loads_text(len(loads), pending)}" if pending else ""), quiet)
 
@@ -276,7 +284,7 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
     saver = _Saver(folder, rank, bar)
     finished = "stopped"
     try:
-        for n, load in enumerate(loads):  # a precision, or a precision at one LoRA scale (fused at load)
+        for n, load in enumerate(loads):  # a precision, with one LoRA scale or LoRA files (fused at load)
             if n:
                 _release_memory()  # the previous load's engine, before the next one loads
             # one shape after another (stable: plan order within a shape): with --fast each shape compiles
@@ -419,14 +427,16 @@ class _Saver:
             self.manifest.close()
 
 
-def _run_precision(load: tuple[str, float | None], group: list[Item], loader: EngineLoader, folder: Path,
+def _run_precision(load: tuple, group: list[Item], loader: EngineLoader, folder: Path,
                    saver: _Saver, rank: int | None, outcome: Outcome) -> None:
-    """One model load, then every item of this precision (and LoRA scale); the engine is freed before the next."""
+    """One model load, then every item of this precision (and LoRA scale or files); the engine is freed before
+    the next."""
     bar = saver.bar
-    quant, scale = load
+    quant, scale, loras = load
+    extra = {k: v for k, v in (("lora_scale", scale), ("loras", loras)) if v is not None}
     try:
         bar.working_on(f"loading {load_label(load)}")
-        engine = loader(quant) if scale is None else loader(quant, scale)
+        engine = loader(quant, **extra)
         bar.loaded()
     except ZTurboError as exc:  # weights missing or damaged: nothing of this load can be made
         outcome.not_loaded[load_label(load)] = (exc, len(group))
