@@ -1,6 +1,8 @@
 """Run a Plan into a folder: one model load per precision, nothing lost, resumable, sharded.
 
 - An image's record is appended to the manifest only after its PNG is on disk (atomic write, fsync).
+- An input image or mask is copied once into DIR/inputs/<sha256>.<ext> (before the first PNG naming it);
+  each recipe points at that copy, so the report and `generate --from` work after the original moves.
 - Re-running resumes: an item whose last record is ok, whose PNG still has the recorded sha256 and whose
   params match the plan (an input image's sha256 included) is skipped; everything else is (re)made.
 - Never overwrites an image an earlier run made with other settings (nor drops an earlier same-named
@@ -374,6 +376,7 @@ class _Saver:
     def __init__(self, folder: Path, rank: int | None, bar: _Progress):
         self.folder, self.rank, self.bar = folder, rank, bar
         self.manifest = mf.ManifestWriter(folder, rank)
+        self._copies: dict[str, Path] = {}  # sha256 -> its copy under inputs/, written (or found) this run
         self.error: BaseException | None = None
         self._jobs: queue.Queue = queue.Queue(maxsize=1)
         self._closed = False
@@ -399,10 +402,11 @@ class _Saver:
 
         self.submit(job)
 
-    def save(self, item: Item, image: Any, recipe: dict[str, Any], engine: Any) -> None:
+    def save(self, item: Item, image: Any, recipe: dict[str, Any], engine: Any, inputs: list | None = None) -> None:
         def job():
             target = self.folder / item.file
             try:
+                self._copy_inputs(inputs or [], recipe, target)  # first: a PNG never names a missing copy
                 save_png(image, target, recipe)
             except OSError as exc:
                 if _disk_full(exc):
@@ -414,6 +418,18 @@ class _Saver:
             self.bar.finished(item)
 
         self.submit(job)
+
+    def _copy_inputs(self, inputs: list, recipe: dict[str, Any], target: Path) -> None:
+        """The input image and mask, copied once per sweep to inputs/<sha256>.<ext> (never one per image);
+        the recipe names the copy relative to the PNG, so the report and `generate --from` find it after the
+        original moves."""
+        from ..inputs import write_shared_copy
+
+        for inp in inputs:
+            copy = self._copies.get(inp.sha256)
+            if copy is None:
+                copy = self._copies[inp.sha256] = write_shared_copy(inp, self.folder)
+            recipe["inputs"][inp.role]["file"] = Path(os.path.relpath(copy, target.parent)).as_posix()
 
     def raise_error(self) -> None:
         if self.error is not None:
@@ -522,7 +538,7 @@ def _make(item: Item, engine: Any, saver: _Saver, rank: int | None) -> bool:
         saver.bar.write(f"failed: {item.id}: {bad}")
         saver.append(item, _record(item, "failed", error=bad, recipe=recipe, engine=engine, rank=rank))
         return False
-    saver.save(item, result.image, recipe, engine)
+    saver.save(item, result.image, recipe, engine, result.inputs[0] if result.inputs else [])
     return True
 
 
