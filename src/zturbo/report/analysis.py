@@ -44,6 +44,8 @@ def fmt_value(key: str, v) -> str:
         return f"{float(v):g}"
     if key == "lora" and isinstance(v, str):
         return lora_name(v)
+    if key == "image" and isinstance(v, str):
+        return PurePath(v).name  # the file, not the folder it was in
     return str(v)
 
 
