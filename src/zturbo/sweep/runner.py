@@ -538,7 +538,8 @@ def _make(item: Item, engine: Any, saver: _Saver, rank: int | None) -> bool:
         saver.bar.write(f"failed: {item.id}: {bad}")
         saver.append(item, _record(item, "failed", error=bad, recipe=recipe, engine=engine, rank=rank))
         return False
-    saver.save(item, result.image, recipe, engine, result.inputs[0] if result.inputs else [])
+    inputs = getattr(result, "inputs", None)  # a text-to-image result (or a test's stand-in) has none
+    saver.save(item, result.image, recipe, engine, inputs[0] if inputs else [])
     return True
 
 
