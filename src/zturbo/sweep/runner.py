@@ -138,12 +138,11 @@ def _differences(item: Item, record: dict[str, Any], model: str | None,
         out["model"] = f"model {made_with} -> {model}"
     loras = item_loras(item, loras)
     if loras is not None and _recorded_loras(record) != loras:
-        had = ", ".join(f"{r.get('name')}:{r.get('scale', 1.0):g} (sha256 {str(r.get('sha256'))[:12]})"
-                        for r in record.get("loras") or []) or "none"
-        now = ", ".join(f"sha256 {sha[:12]}:{s:g}" for sha, s in loras) or "none"
-        out["loras"] = f"LoRAs {had} -> {now}"
-        if [s for _, s in _recorded_loras(record)] == [s for _, s in loras]:
-            out["loras"] += " (another file at the same path)"
+        had = ", ".join(f"{r.get('name')}:{r.get('scale', 1.0):g}" for r in record.get("loras") or []) or "none"
+        out["loras"] = f"LoRAs {had} -> {', '.join(f'{sha[:12]}:{s:g}' for sha, s in loras) or 'none'}"
+        if [s for _, s in _recorded_loras(record)] == [s for _, s in loras]:  # same scales: other bytes
+            was = ", ".join(str(r.get("sha256"))[:12] for r in record.get("loras") or [])
+            out["loras"] += f" (another file at the same path; made with sha256 {was})"
     return out
 
 
