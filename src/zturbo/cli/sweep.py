@@ -41,7 +41,9 @@ examples:
 Re-running the same command resumes: images already on disk with their recorded hash are skipped,
 failed ones are retried. A run that would replace images made in the folder with other settings (say the
 same --vary grid at another --size) stops and says what differs: choose another --out or --name, or add
---overwrite. Another file at an --image / --mask path (another sha256) counts as another setting too.
+--overwrite. Another file at an --image / --mask path (another sha256), or at a LoRA's, counts as another
+setting too. Each input image and mask is copied once into DIR/inputs/<sha256>.<ext> and the recipes point
+there, so `zturbo report` and `generate --from` work after the original moves.
 A precision whose weights cannot be loaded leaves its images pending; when none loads, the
 sweep stops with that one error. The exit code is 1 when any image failed or was not made (the summary
 lists them). Ctrl-C stops after writing the image
