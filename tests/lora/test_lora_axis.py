@@ -69,6 +69,9 @@ def test_a_lora_axis_makes_one_load_per_file_and_records_name_sha_and_scale(tmp_
     html = build_report(out).read_text()  # columns and frames named by the LoRA's file name, not its path
     for name in ("no LoRA", "style.safetensors", "ink.safetensors ×0.5"):
         assert f'<th scope="col">{name}</th>' in html
+    data = json.loads(html.split('id="report-data">')[1].split("</script>")[0])["items"]
+    assert f"--lora {b}:0.5" in data["grid/LORA-ink-0.5_G0.0"]["command"]  # the lightbox's line makes it again
+    assert "--lora" not in data["grid/LORA-none_G0.0"]["command"]
     assert 'alt="style.safetensors · guidance 0.5"' in html and str(tmp_path) + "/style" not in html.split("<script")[0]
 
     capsys.readouterr()

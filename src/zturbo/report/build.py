@@ -62,7 +62,8 @@ def generate_command(item: Item) -> str:
     """The `zturbo generate` line that reproduces this image (then `zturbo upscale` for an upscaled frame)."""
     p, rec = item.params, item.record
     model = rec.get("model") if isinstance(rec.get("model"), dict) else {}
-    cmd = recipe_command(p, model, item.quant)
+    loras = [r for r in rec.get("loras") or [] if isinstance(r, dict) and r.get("path")]  # a LoRA sweep's too
+    cmd = recipe_command(p, model, item.quant, loras)
     up = item.upscale
     if up and up.get("model") and up.get("size") and p.get("width"):
         base = Path(item.file).stem + "_base.png"
