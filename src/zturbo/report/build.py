@@ -143,7 +143,7 @@ def input_entries(item: Item, out: Path, cache: dict[Path, dict[str, Any] | None
             except OSError:
                 continue
             _, ext = thumb_format()
-            thumb = f"thumbs/inputs/{_safe(path.stem)}{ext}"
+            thumb = f"thumbs/inputs/{_safe(path.name)}-{_safe(str(path.parent))[-6:]}{ext}"
             make_thumb(pic, path, out / thumb)
             cache[path] = {"thumb": url(thumb), "full": url(originals_path(path, out)), "w": pic.width, "h": pic.height,
                            "key": str(path)}

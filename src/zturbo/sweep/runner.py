@@ -140,7 +140,9 @@ def _differences(item: Item, record: dict[str, Any], model: str | None,
     if loras is not None and _recorded_loras(record) != loras:
         had = ", ".join(f"{r.get('name')}:{r.get('scale', 1.0):g}" for r in record.get("loras") or []) or "none"
         out["loras"] = f"LoRAs {had} -> {', '.join(f'{sha[:12]}:{s:g}' for sha, s in loras) or 'none'}"
-        if [s for _, s in _recorded_loras(record)] == [s for _, s in loras]:  # same scales: other bytes
+        same_paths = item.loras is not None and sorted(os.path.abspath(p) for p, _ in item.loras) == sorted(
+            str(r.get("path")) for r in record.get("loras") or [])
+        if same_paths:  # a lora axis's file, same path, other bytes
             was = ", ".join(str(r.get("sha256"))[:12] for r in record.get("loras") or [])
             out["loras"] += f" (another file at the same path; made with sha256 {was})"
     return out
