@@ -168,9 +168,18 @@ def copy_paths(target: str | os.PathLike, params) -> list[Path]:
 
 def write_copy(item: InputImage, target: str | os.PathLike) -> Path:
     """Copy the input's bytes beside `target`, atomically; an identical file already there is kept as is."""
+    return _write_once(item, copy_path(target, item.role, item.format))
+
+
+def write_shared_copy(item: InputImage, folder: str | os.PathLike) -> Path:
+    """One copy of the input for every output in `folder` (a sweep's `inputs/<sha256>.<ext>`), named by its
+    content so that many images share it; an identical file already there is kept as is."""
+    return _write_once(item, Path(folder) / "inputs" / f"{item.sha256}{_EXT.get(item.format, '.bin')}")
+
+
+def _write_once(item: InputImage, dest: Path) -> Path:
     from .atomic import write_bytes_atomic
 
-    dest = copy_path(target, item.role, item.format)
     try:
         if dest.stat().st_size == len(item.data) and sha256_file(dest) == item.sha256:
             return dest

@@ -10,6 +10,7 @@ is removed on exit. The x0 previews are decoded after the run, so they do not co
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import time
@@ -375,8 +376,109 @@ TITLES = {
 }
 
 
-def run_trace(engine: Engine, params: GenerationParams) -> tuple[dict, list, Any]:
-    """Generate once under the probe. Returns (trace dict, per-pass preview images, final image)."""
+# -- image-to-image and inpainting: the input image becomes the starting latents ----------------
+INPUT_STAGE = "3i"  # after the noise (3), before the latent grid (4)
+INPUT_TITLE = "Input image to initial latents"
+
+
+@contextlib.contextmanager
+def _edit_hooks(engine: Engine, rec: dict):
+    """Listen to what an input image adds: the img2img / inpaint pipeline the engine builds per call (its
+    generator, its mask at latent resolution) and, on the shared scheduler, the strength's start index and
+    the first scale_noise (input latents, noise, sigma: the noising)."""
+    sch = engine.pipe.scheduler
+
+    def scale_noise(args, kwargs, out):
+        if "input_latents" in rec:  # inpainting calls it again every pass to re-noise the kept region
+            return
+        call = dict(zip(("sample", "timestep", "noise"), args)) | kwargs
+        rec["input_latents"] = call["sample"].detach().float().cpu().clone()
+        rec["noise"] = call["noise"].detach().float().cpu().clone()
+        rec["noise_dtype"] = str(call["noise"].dtype).removeprefix("torch.")
+        rec["start_latents"] = out.detach().float().cpu().clone()
+        rec["start_timestep"] = float(torch.as_tensor(call["timestep"]).flatten()[0])
+
+    def begin(args, kwargs):
+        rec["begin_index"] = int(args[0] if args else kwargs.get("begin_index", 0))
+
+    def prepare(args, kwargs):
+        gen = kwargs.get("generator", args[8] if len(args) > 8 else None)
+        rec["generator_device"] = str(gen.device) if isinstance(gen, torch.Generator) else None
+
+    def mask(args, kwargs, out):
+        rec["mask_latents"] = out[0].detach().float().cpu().clone()
+
+    def built(args, kwargs, edit):  # a fresh pipeline per call: its wrappers go with it
+        rec["edit_pipeline"] = type(edit).__name__
+        _wrap(edit, "prepare_latents", before=prepare)
+        if hasattr(edit, "prepare_mask_latents"):
+            _wrap(edit, "prepare_mask_latents", after=mask)
+
+    undo = [_wrap(sch, "scale_noise", after=scale_noise), _wrap(sch, "set_begin_index", before=begin),
+            _wrap(engine, "edit_pipeline", after=built)]
+    try:
+        yield
+    finally:
+        for u in reversed(undo):
+            u()
+
+
+def _stage_input(engine: Engine, params: GenerationParams, rec: dict, recipe: dict) -> dict:
+    """What the input image became: VAE latents, noised to the strength's first sigma; the passes skipped."""
+    sch, cfg = engine.pipe.scheduler, engine.pipe.vae.config
+    start = rec.get("begin_index", 0)
+    sigma = float(sch.sigmas[start])
+    x0, noise, xt = rec["input_latents"], rec["noise"], rec["start_latents"]
+    d = noise - x0
+    fitted = float(((xt - x0) * d).sum() / (d * d).sum())  # the sigma the tensors themselves show
+    inp = (recipe.get("inputs") or {}).get("image") or {}
+    facts = {
+        "mode": recipe.get("mode"),
+        "pipeline": rec.get("edit_pipeline"),
+        "input image": f"{inp.get('width')}x{inp.get('height')} {inp.get('format')}, sha256 {str(inp.get('sha256'))[:12]}",
+        "VAE encode": f"latents = (VAE.encode(image).sample - {cfg.shift_factor}) x {cfg.scaling_factor}",
+        "input latents shape": list(x0.shape),
+        "input latents mean / std": [_round(x0.mean(), 5), _round(x0.std(), 5)],
+        "strength": params.strength,
+        "steps asked": params.steps,
+        "strength x steps": _round(params.strength * params.steps),
+        "passes skipped (the schedule's first)": start,
+        "passes run (counted)": recipe["passes"],
+        "first sigma (sigmas[skipped])": _round(sigma),
+        "first timestep": _round(rec["start_timestep"], 2),
+        "noise mixed in": f"x = {sigma:.4f} x noise + {1 - sigma:.4f} x input latents",
+        "sigma measured from the tensors": _round(fitted),
+        "max |initial latents - formula|": float((xt - (sigma * noise + (1 - sigma) * x0)).abs().max()),
+    }
+    if "mask_latents" in rec:
+        m = rec["mask_latents"]
+        facts |= {
+            "mask at latent resolution (h x w)": list(m.shape[-2:]),
+            "repainted fraction (mask > 0.5)": _round((m > 0.5).float().mean()),
+            "kept region": "reset to the input latents noised to each pass's sigma (the x0 there is the input)",
+        }
+    return facts
+
+
+def _input_pictures(engine: Engine, rec: dict, result, sigma: float) -> list[tuple[str, Any]]:
+    """The input stage's pictures: the input (and mask) as the pipeline got them, the input latents and the
+    initial latents decoded by the VAE, and the mask at latent resolution."""
+    from PIL import Image
+
+    items = result.inputs[0] if result.inputs else []
+    out = [(f"input {i.role}", i.pixels) for i in items]
+    out += [("input latents, decoded (VAE round trip)", decode_preview(engine, rec["input_latents"])),
+            (f"initial latents at sigma {sigma:.3f}, decoded", decode_preview(engine, rec["start_latents"]))]
+    if "mask_latents" in rec:
+        m = (rec["mask_latents"][0, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        out.append(("mask at latent resolution", Image.fromarray(m, "L")))
+    return out
+
+
+def run_trace(engine: Engine, params: GenerationParams, pictures: dict | None = None) -> tuple[dict, list, Any]:
+    """Generate once under the probe. Returns (trace dict, per-pass preview images, final image).
+    `pictures`, when given, receives {stage: [(caption, image), ...]} for the stages with pictures of
+    their own (an input image's stage)."""
     pipe = engine.pipe
     # the prompt cache would skip the text encoder, and stage 2 is about watching it run
     cache = getattr(engine, "_prompt_cache", None)
@@ -384,7 +486,7 @@ def run_trace(engine: Engine, params: GenerationParams) -> tuple[dict, list, Any
         cache.pop(params.prompt, None)
     cap = inspect.signature(type(pipe).__call__).parameters["max_sequence_length"].default
     latents: list[torch.Tensor] = []
-    with Probe(pipe) as probe:
+    with Probe(pipe) as probe, _edit_hooks(engine, probe.rec):
         result = engine.generate(params, on_step=lambda s, n, lat: latents.append(lat.detach().float().cpu().clone()))
     rec, recipe = probe.rec, result.recipes[0]
     missing = [k for k in ("hidden_states", "noise", "patchify", "cap_feats", "decoder_in") if k not in rec]
@@ -393,7 +495,8 @@ def run_trace(engine: Engine, params: GenerationParams) -> tuple[dict, list, Any
                                "this diffusers version's ZImagePipeline differs from the one zturbo traces")
     passes = recipe["passes"]
     sigmas = pipe.scheduler.sigmas.tolist()
-    x0s = _x0_estimates(rec["noise"], latents, sigmas)
+    start = rec.get("begin_index", 0) if params.image is not None else 0  # an input image skips the first
+    x0s = _x0_estimates(rec.get("start_latents", rec["noise"]), latents, sigmas[start:])
     stages = {
         1: _stage_tokens(engine, params.prompt, rec, cap),
         2: _stage_text_encoder(engine, rec),
@@ -404,13 +507,21 @@ def run_trace(engine: Engine, params: GenerationParams) -> tuple[dict, list, Any
         7: _stage_denoise(engine, params, rec, passes),
         8: _stage_decode(engine, rec, latents[-1], recipe["timings"].get("decoding", 0.0), result.image),
     }
+    titles = dict(TITLES)
+    if params.image is not None:  # the input image's stage goes in after the noise
+        order = list(stages.items())
+        at = [k for k, _ in order].index(3) + 1
+        stages = dict(order[:at] + [(INPUT_STAGE, _stage_input(engine, params, rec, recipe))] + order[at:])
+        titles[INPUT_STAGE] = f"{INPUT_TITLE} ({recipe.get('mode')})"
+        if pictures is not None:
+            pictures[INPUT_STAGE] = _input_pictures(engine, rec, result, sigmas[start])
     trace = {
         "params": recipe["params"],
         "model": recipe["model"],
         "device": recipe["device"],
         "versions": recipe["versions"],
         "timings": recipe["timings"],
-        "stages": [{"stage": n, "title": TITLES[n], "facts": facts} for n, facts in stages.items()],
+        "stages": [{"stage": n, "title": titles[n], "facts": facts} for n, facts in stages.items()],
     }
     previews = [decode_preview(engine, x0) for x0 in x0s]
     return trace, previews, result.image
@@ -426,8 +537,8 @@ def decode_preview(engine: Engine, x0: torch.Tensor):
 
 
 def stage(trace: dict, n: int) -> dict:
-    """The facts of stage n (1..8)."""
+    """The facts of stage n (1..8, or INPUT_STAGE)."""
     return next(s["facts"] for s in trace["stages"] if s["stage"] == n)
 
 
-__all__ = ["Probe", "run_trace", "stage", "TITLES", "decode_preview"]
+__all__ = ["Probe", "run_trace", "stage", "TITLES", "INPUT_STAGE", "decode_preview"]

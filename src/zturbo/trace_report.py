@@ -101,10 +101,27 @@ READ = {
     7: "A hook counts the transformer passes (compare them with the steps asked); the frames show what the "
        "model predicts the clean image to be at each pass.",
     8: "The latents are unscaled and shifted, then decoded to pixels.",
+    "3i": "The input image is encoded by the VAE and mixed with the noise at the strength's first sigma; the "
+          "passes before that sigma are skipped, so fewer run (and with a mask, only its white part is repainted).",
 }
 
 
-def render_html(trace: dict, strip: Image.Image, image: Image.Image, previews: list[Image.Image] = ()) -> str:
+def pass_sigmas(trace: dict) -> list[float]:
+    """Each pass's starting sigma: the schedule from the first pass that ran (an input image skips some)."""
+    sigmas = next(s["facts"] for s in trace["stages"] if s["stage"] == 7)["sigmas (shifted, then the end)"]
+    skipped = next((s["facts"].get("passes skipped (the schedule's first)", 0) for s in trace["stages"]
+                    if s["stage"] == "3i"), 0)
+    return sigmas[skipped:]
+
+
+def _pictures_html(pictures: list) -> str:
+    figs = "".join(f"<figure><img alt='{html.escape(c)}' src='{_data_uri(im)}'><figcaption>{html.escape(c)}</figcaption>"
+                   "</figure>" for c, im in pictures)
+    return f"<div class=strip>{figs}</div>"
+
+
+def render_html(trace: dict, strip: Image.Image, image: Image.Image, previews: list[Image.Image] = (),
+                pictures: dict | None = None) -> str:
     e, p = html.escape, trace["params"]
     parts = [
         "<!doctype html><html lang=en><meta charset=utf-8>",
@@ -120,8 +137,10 @@ def render_html(trace: dict, strip: Image.Image, image: Image.Image, previews: l
                      f"<p class=read>{e(READ.get(s['stage'], ''))}</p><table>")
         parts += [f"<tr><td>{e(k)}<td class=v>{e(fmt(v))}" for k, v in s["facts"].items()]
         parts.append("</table>")
+        if (pictures or {}).get(s["stage"]):
+            parts.append(_pictures_html(pictures[s["stage"]]))
         if s["stage"] == 7:
-            sig = s["facts"]["sigmas (shifted, then the end)"]
+            sig = pass_sigmas(trace)
             frames = previews or [strip]
             figs = "".join(
                 f"<figure><img alt='x0 after pass {i}' src='{_data_uri(im)}'>"
@@ -133,17 +152,18 @@ def render_html(trace: dict, strip: Image.Image, image: Image.Image, previews: l
     return "\n".join(parts) + "\n"
 
 
-def write_trace(out_dir: str | Path, trace: dict, previews: list[Image.Image], image: Image.Image) -> dict[str, Path]:
-    """trace.json, filmstrip.png, image.png and trace.html in `out_dir`, each written atomically."""
+def write_trace(out_dir: str | Path, trace: dict, previews: list[Image.Image], image: Image.Image,
+                pictures: dict | None = None) -> dict[str, Path]:
+    """trace.json, filmstrip.png, image.png and trace.html in `out_dir`, each written atomically.
+    `pictures`: run_trace's stage pictures, shown under their stage in trace.html."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sigmas = next(s["facts"] for s in trace["stages"] if s["stage"] == 7)["sigmas (shifted, then the end)"]
-    strip = filmstrip(previews, sigmas)
+    strip = filmstrip(previews, pass_sigmas(trace))
     doc = dict(trace, files={"filmstrip": "filmstrip.png", "image": "image.png", "html": "trace.html"})
     paths = {
         "json": write_text_atomic(out / "trace.json", json.dumps(doc, indent=1, ensure_ascii=False) + "\n"),
         "filmstrip": write_with(out / "filmstrip.png", lambda t: strip.save(t, format="PNG")),
         "image": write_with(out / "image.png", lambda t: image.save(t, format="PNG")),
-        "html": write_text_atomic(out / "trace.html", render_html(trace, strip, image, previews)),
+        "html": write_text_atomic(out / "trace.html", render_html(trace, strip, image, previews, pictures)),
     }
     return paths

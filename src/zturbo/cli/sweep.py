@@ -32,6 +32,8 @@ examples:
                                                            # image-to-image: S0.2 ... S1.0, strength x steps passes each
   zturbo sweep --prompt "a fox" --lora style.safetensors --vary lora_scale="0-1 [5]" --out sweeps/l
                                                            # one --lora's scale: L0 ... L1, one model load per scale
+  zturbo sweep --prompt "a fox" --vary lora=none,style.safetensors,ink.safetensors:0.8 --out sweeps/lf
+                                                           # LoRA files as an axis (none = base model), one load each
   zturbo sweep --file fox.toml --dry-run                   # plan, image count, time and disk estimates
   accelerate launch -m zturbo sweep all --out sweeps/article   # one process per GPU, merged at the end
   zturbo sweep --merge sweeps/article                      # consolidate the manifest shards by hand
@@ -39,7 +41,9 @@ examples:
 Re-running the same command resumes: images already on disk with their recorded hash are skipped,
 failed ones are retried. A run that would replace images made in the folder with other settings (say the
 same --vary grid at another --size) stops and says what differs: choose another --out or --name, or add
---overwrite. Another file at an --image / --mask path (another sha256) counts as another setting too.
+--overwrite. Another file at an --image / --mask path (another sha256), or at a LoRA's, counts as another
+setting too. Each input image and mask is copied once into DIR/inputs/<sha256>.<ext> and the recipes point
+there, so `zturbo report` and `generate --from` work after the original moves.
 A precision whose weights cannot be loaded leaves its images pending; when none loads, the
 sweep stops with that one error. The exit code is 1 when any image failed or was not made (the summary
 lists them). Ctrl-C stops after writing the image
@@ -58,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--negative-prompt", default=None, help="only acts with guidance > 0")
     g.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                    help="a grid axis (x, then y, then z): steps, guidance, seed, size, aspect, megapixels, quant, prompt, "
-                        "strength, image, lora_scale (the one --lora's scale: one load each), ... Values are CSV, with "
+                        "strength, image, lora_scale (the one --lora's scale: one load each), lora (LoRA files FILE[:SCALE] "
+                        "or none, one load each), ... Values are CSV, with "
                         "A1111 ranges: '1-15 (+2)', '0-1 [5]'")
     g.add_argument("--file", action="append", default=[], metavar="EXPERIMENT.toml",
                    help="an experiment file: name, prompt(s), [params], [axes] (see the README)")
@@ -236,7 +241,12 @@ def _target(args, dev):
 
 
 def _check_lora_scale(plan, loras) -> None:
-    """A lora_scale axis scales exactly one --lora, typed without its own scale."""
+    """A lora axis names its LoRAs itself (no --lora); a lora_scale axis scales exactly one --lora, typed
+    without its own scale."""
+    if loras and any(i.loras is not None for i in plan.items):
+        names = ", ".join(Path(p).name for p, _ in loras)
+        raise InvalidParams(f"--lora {names} and a lora axis both choose the LoRA: put every file in the axis "
+                            "(e.g. --vary lora=none,a.safetensors,b.safetensors:0.8) and drop --lora")
     if not any(i.lora_scale is not None for i in plan.items):
         return
     if not loras:
@@ -286,10 +296,12 @@ def run(args) -> int:
 
     say(plan.step_mapping, args.quiet)
 
-    def loader(quant: str, lora_scale: float | None = None):
+    def loader(quant: str, lora_scale: float | None = None, loras: tuple | None = None):
         load = options.with_quant(quant)
         if lora_scale is not None:  # the one --lora at this item's scale: another fused load
             load = dataclasses.replace(load, loras=((load.loras[0][0], lora_scale),))
+        if loras is not None:  # a lora axis's value: its files (none: the base model), fused at load
+            load = dataclasses.replace(load, loras=loras)
         return load_engine(load, args.quiet)
 
     try:

@@ -15,12 +15,15 @@ DESCRIPTION = f"""Generate one image with hooks at the eight stages from prompt 
 what actually happened, read from the running pipeline: the chat-templated tokens and the
 {defaults.MAX_SEQUENCE_LENGTH}-token cap, the text encoder layer that feeds the DiT, the noise, latent and
 patch grid, the single-stream sequence and its padding, the 3D RoPE positions, the sigma schedule
-with the transformer passes counted and timed, and the VAE decode.
+with the transformer passes counted and timed, and the VAE decode. With --image (and --mask) a stage
+3i shows the input image becoming the initial latents: VAE-encoded, noised to the strength's first
+sigma (the passes before it skipped), and for inpainting the mask at latent resolution.
 
 examples:
   zturbo trace                                      # the article's robot prompt, 1024x1024
   zturbo trace "a red fox in the snow" --seed 7 --out trace-fox   # + trace.json, filmstrip.png, trace.html
   zturbo trace --model tiny --size 64x64 --json     # offline demo model, JSON for machines
+  zturbo trace "a fox, oil painting" --image photo.png --strength 0.6 --out trace-i2i   # + stage 3i
 
 --out DIR writes trace.json, filmstrip.png (the model's clean-image estimate after every pass,
 decoded), image.png and a self-contained trace.html."""
@@ -30,12 +33,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", nargs="?", default=defaults.TRACE_PROMPT,
                    help="the prompt (default: the first line of the article's robot prompt)")
     g = p.add_argument_group("knobs")
-    g.add_argument("--size", default=f"{defaults.WIDTH}x{defaults.HEIGHT}", metavar="WxH",
-                   help=f"image size (default {defaults.WIDTH}x{defaults.HEIGHT})")
+    g.add_argument("--size", default=None, metavar="WxH",
+                   help=f"image size (default {defaults.WIDTH}x{defaults.HEIGHT}, or --image's size)")
     g.add_argument("--seed", default="42", help="0..2^64-1 (default 42, the article's)")
     g.add_argument("--steps", type=int, default=defaults.STEPS, help=f"transformer passes (default {defaults.STEPS})")
     g.add_argument("--guidance", type=float, default=defaults.GUIDANCE, help=f"CFG scale (default {defaults.GUIDANCE:g})")
     g.add_argument("--rng", choices=("cuda", "cpu"), default=None, help="where the noise is drawn (default: the GPU if any)")
+    i = p.add_argument_group("image-to-image and inpainting (adds stage 3i: the input image to the initial latents)")
+    i.add_argument("--image", metavar="IMG", default=None, help="start from IMG (PNG/JPEG/WebP, sides multiples of 16)")
+    i.add_argument("--mask", metavar="MASK", default=None, help="inpaint: WHITE = repaint, BLACK = keep")
+    i.add_argument("--strength", type=float, default=None, metavar="S",
+                   help=f"in (0, 1] (default {defaults.STRENGTH:g}, {defaults.INPAINT_STRENGTH:g} with --mask): the "
+                        "first sigma, and strength x steps passes run")
     add_model_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", default=None, help="write trace.json, filmstrip.png, image.png, trace.html here")
@@ -47,13 +56,18 @@ def run(args) -> int:
     from ..trace import run_trace
     from ..trace_report import render_table, write_trace
 
-    width, height = geometry.parse_size(args.size)
+    if args.size is not None:
+        width, height = geometry.parse_size(args.size)
+    else:  # the input image's size with --image (GenerationParams reads it), else the default
+        width, height = (None, None) if args.image else (defaults.WIDTH, defaults.HEIGHT)
     params = GenerationParams(prompt=args.prompt, seed=args.seed, width=width, height=height,
-                              steps=args.steps, guidance=args.guidance, rng=args.rng)
+                              steps=args.steps, guidance=args.guidance, rng=args.rng,
+                              image=args.image, mask=args.mask, strength=args.strength)
     engine = load_engine(load_options(args), args.quiet or args.json)
-    trace, previews, image = run_trace(engine, params)
+    pictures: dict = {}
+    trace, previews, image = run_trace(engine, params, pictures)
     if args.out:
-        paths = write_trace(args.out, trace, previews, image)
+        paths = write_trace(args.out, trace, previews, image, pictures)
         say(f"wrote {paths['html']} (+ trace.json, filmstrip.png, image.png)", args.quiet)
     if args.json:
         json.dump(trace, sys.stdout, indent=1, ensure_ascii=False)

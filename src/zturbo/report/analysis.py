@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import PurePath
 from typing import Callable
 
 from PIL import Image
@@ -41,7 +42,23 @@ def kind(exp: Experiment) -> str:
 def fmt_value(key: str, v) -> str:
     if key == "guidance" and isinstance(v, (int, float)):
         return f"{float(v):g}"
+    if key == "lora" and isinstance(v, str):
+        return lora_name(v)
+    if key == "image" and isinstance(v, str):
+        return PurePath(v).name  # the file, not the folder it was in
     return str(v)
+
+
+def lora_name(value: str) -> str:
+    """A lora axis value by the LoRA's file name: 'none' -> 'no LoRA', '/x/style.safetensors:0.5' ->
+    'style.safetensors ×0.5' (the folder says nothing to a reader of the report)."""
+    from ..lora import parse_arg
+
+    if value.strip().lower() == "none":
+        return "no LoRA"
+    path, scale = parse_arg(value.strip())
+    name = PurePath(path).name
+    return name if path == value.strip() else f"{name} ×{scale:g}"
 
 
 def quant_name(q: str) -> str:
@@ -51,7 +68,7 @@ def quant_name(q: str) -> str:
 def axis_text(key: str, v) -> str:
     v = fmt_value(key, v)
     return {"steps": f"{v} step" + ("" if v == "1" else "s"), "guidance": f"guidance {v}", "seed": f"seed {v}",
-            "quant": quant_name(v), "size": v.replace("x", "×"), "aspect": v}.get(key, f"{key} {v}")
+            "quant": quant_name(v), "size": v.replace("x", "×"), "aspect": v, "lora": v}.get(key, f"{key} {v}")
 
 
 def label(exp: Experiment, item: Item) -> str:

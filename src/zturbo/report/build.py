@@ -62,7 +62,8 @@ def generate_command(item: Item) -> str:
     """The `zturbo generate` line that reproduces this image (then `zturbo upscale` for an upscaled frame)."""
     p, rec = item.params, item.record
     model = rec.get("model") if isinstance(rec.get("model"), dict) else {}
-    cmd = recipe_command(p, model, item.quant)
+    loras = [r for r in rec.get("loras") or [] if isinstance(r, dict) and r.get("path")]  # a LoRA sweep's too
+    cmd = recipe_command(p, model, item.quant, loras)
     up = item.upscale
     if up and up.get("model") and up.get("size") and p.get("width"):
         base = Path(item.file).stem + "_base.png"
@@ -80,6 +81,8 @@ def recipe_rows(item: Item) -> list[list[str]]:
         ("status", item.status + (f": {item.error}" if item.error else "")),
         ("seed", p.get("seed")), ("steps", p.get("steps")), ("passes", rec.get("passes")),
         ("guidance", p.get("guidance")), ("size", f"{p.get('width')}×{p.get('height')}"),
+        ("strength", p.get("strength") if p.get("image") else None),
+        ("LoRA", ", ".join(f"{r.get('name')} ×{r.get('scale', 1.0):g}" for r in rec.get("loras") or []) or None),
         ("quant", item.quant), ("rng", p.get("rng")),
         ("seconds", None if rec.get("seconds") is None else f"{rec['seconds']:.3f}"),
         ("stages", ", ".join(f"{k} {v:.3f}s" for k, v in timings.items()) or None),
@@ -102,12 +105,51 @@ def find_trace(root: Path, out: Path) -> str | None:
 
 
 def originals_path(root: Path, out: Path) -> str:
-    """Where the report finds the sweep's PNGs, relative to index.html (also when -o is outside the
-    sweep), so the pair can be moved together; absolute only across Windows drives."""
+    """Where the report finds the sweep's PNGs (or an input file), relative to index.html (also when -o is
+    outside the sweep), so the pair can be moved together; absolute only across Windows drives."""
     try:
         return Path(os.path.relpath(root.resolve(), out.resolve())).as_posix()
     except ValueError:
         return root.resolve().as_uri()
+
+
+def _input_file(item: Item, role: str, rec: dict[str, Any]) -> Path | None:
+    """Where an image-to-image input is: the sweep's copy (inputs/<sha256>.<ext>, named relative to the PNG),
+    else the path it was read from, else the plan's path; None when none is there any more."""
+    candidates = []
+    if rec.get("file") and item.path is not None:
+        candidates.append(item.path.parent / rec["file"])
+    candidates += [Path(p) for p in (rec.get("source"), item.params.get(role)) if isinstance(p, str)]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def input_entries(item: Item, out: Path, cache: dict[Path, dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """The input image and mask beside an image-to-image item's row: thumbnail (one per file), full-size URL
+    and pixel size. A file that cannot be found or read is left out."""
+    recorded = item.record.get("inputs") if isinstance(item.record.get("inputs"), dict) else {}
+    out_list = []
+    for role in ("image", "mask"):
+        rec = recorded.get(role) or ({} if item.params.get(role) else None)
+        path = _input_file(item, role, rec) if rec is not None else None
+        if path is None:
+            continue
+        path = path.resolve()
+        if path not in cache:
+            cache[path] = None
+            try:
+                with Image.open(path) as im:
+                    im.load()
+                    pic = im.convert("L" if role == "mask" else "RGB")
+            except OSError:
+                continue
+            _, ext = thumb_format()
+            thumb = f"thumbs/inputs/{_safe(path.name)}-{_safe(str(path.parent))[-6:]}{ext}"
+            make_thumb(pic, path, out / thumb)
+            cache[path] = {"thumb": url(thumb), "full": url(originals_path(path, out)), "w": pic.width, "h": pic.height,
+                           "key": str(path)}
+        if cache[path] is not None:
+            out_list.append({"role": role, **cache[path]})
+    return out_list
 
 
 def build_report(sweep_dir: str | Path, out: str | Path | None = None,
@@ -123,10 +165,13 @@ def build_report(sweep_dir: str | Path, out: str | Path | None = None,
 
     images: dict[str, Image.Image] = {}
     data: dict[str, dict[str, Any]] = {}
+    input_cache: dict[Path, dict[str, Any] | None] = {}
     for item in sweep.items.values():
         entry = {"id": item.id, "status": item.status, "error": item.error, "experiment": item.experiment,
                  "command": generate_command(item) if item.params.get("prompt") is not None else None,
                  "recipe": recipe_rows(item)}
+        if item.params.get("image"):
+            entry["inputs"] = input_entries(item, out, input_cache)
         if item.ok:
             try:
                 with Image.open(item.path) as im:

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import defaults
 from . import svg
-from .analysis import Analysis, kind, quant_groups
+from .analysis import Analysis, fmt_value, kind, quant_groups
 from .learned import LearnedMetric
 from .sweepdir import Experiment, Item, Sweep
 
@@ -88,9 +88,50 @@ def _key(v: Any) -> str:
     return json.dumps(v, sort_keys=True)
 
 
+def _inputs_of(items, data) -> list[tuple[dict[str, Any], ...]]:
+    """The distinct (input image, mask) pairs these items were made from, in order (none: text-to-image)."""
+    seen: dict[tuple[str, ...], tuple[dict[str, Any], ...]] = {}
+    for it in items:
+        entries = tuple(data[it.id].get("inputs") or ())
+        if entries:
+            seen.setdefault(tuple(e["key"] for e in entries), entries)
+    return list(seen.values())
+
+
+def input_html(entries: tuple[dict[str, Any], ...]) -> str:
+    """The input image (and mask) an image-to-image row starts from: thumbnails at the grid's frame height
+    and their true proportions, enlarged on hover like the frames; a click opens the file."""
+    out = []
+    for e in entries:
+        dw = GRID_H * e["w"] / e["h"]
+        name = "input image" if e["role"] == "image" else "mask"
+        out.append(f'<figure class="frame input-frame" data-role="{escape(e["role"])}" style="width:{max(dw, 60):.0f}px">'
+                   f'<a class="open" href="{escape(e["full"])}" title="{name}: click for full size">'
+                   f'<img src="{escape(e["thumb"])}" alt="{name}" width="{dw:.0f}" height="{GRID_H}" decoding="async"></a>'
+                   f'<figcaption><span class="lab">{name}</span><span class="num">{e["w"]}×{e["h"]}</span></figcaption></figure>')
+    return f'<div class="inputs">{"".join(out)}</div>'
+
+
+def _input_row(items, data, res_scale, exp: str) -> str:
+    """A one-axis grid: one row per input, its input image (and mask) first."""
+    groups: dict[tuple[str, ...], list] = {}
+    for it in items:
+        groups.setdefault(tuple(e["key"] for e in data[it.id].get("inputs") or ()), []).append(it)
+    ref_w = widest("grid", items, data, res_scale)
+    out = []
+    for its in groups.values():
+        (entries,) = _inputs_of(its, data) or [()]
+        frames = "".join(frame(it, data[it.id], "grid", res_scale, exp, ref_w) for it in its)
+        out.append(f'<div class="frames layout-grid with-input">{input_html(entries) if entries else ""}{frames}</div>')
+    return "".join(out)
+
+
 def _grid(exp: Experiment, data, res_scale) -> str:
     axes = exp.axes
+    with_inputs = bool(_inputs_of(exp.items, data))
     if len(axes) < 2:
+        if with_inputs:
+            return _input_row(exp.items, data, res_scale, exp.name)
         return _row(exp.items, data, "grid", res_scale, exp.name)
     (xk, xv), (yk, yv) = (axes[0]["key"], axes[0]["values"]), (axes[1]["key"], axes[1]["values"])
     zs = [(axes[2]["key"], z) for z in axes[2]["values"]] if len(axes) > 2 else [(None, None)]
@@ -100,15 +141,24 @@ def _grid(exp: Experiment, data, res_scale) -> str:
     out = []
     for zk, z in zs:
         if zk:
-            out.append(f'<h4 class="row-title">{escape(zk)} = {escape(str(z))}</h4>')
-        rows = [f'<tr><th class="corner">{escape(yk)} ↓ · {escape(xk)} →</th>'
-                + "".join(f'<th scope="col">{escape(str(x))}</th>' for x in xv) + "</tr>"]
+            out.append(f'<h4 class="row-title">{escape(zk)} = {escape(fmt_value(zk, z))}</h4>')
+        at = lambda x, y: cells.get((_key(x), _key(y), _key(z) if zk else None))  # noqa: E731
+        col = lambda x: [it for y in yv if (it := at(x, y))]  # noqa: E731
+        row = lambda y: [it for x in xv if (it := at(x, y))]  # noqa: E731
+        # an image-to-image grid shows its input beside each row, or above each column when x varies it
+        by_col = with_inputs and all(len(_inputs_of(col(x), data)) <= 1 for x in xv) \
+            and any(len(_inputs_of(row(y), data)) > 1 for y in yv)
+        by_row = with_inputs and not by_col
+        inputs = lambda its: "".join(input_html(e) for e in _inputs_of(its, data))  # noqa: E731
+        rows = [f'<tr><th class="corner">{escape(yk)} ↓ · {escape(xk)} →</th>' + ("<th>input</th>" if by_row else "")
+                + "".join(f'<th scope="col">{escape(fmt_value(xk, x))}{inputs(col(x)) if by_col else ""}</th>' for x in xv)
+                + "</tr>"]
         for y in yv:
-            tds = []
+            tds = [f'<td class="input-cell">{inputs(row(y))}</td>'] if by_row else []
             for x in xv:
-                it = cells.get((_key(x), _key(y), _key(z) if zk else None))
+                it = at(x, y)
                 tds.append(f"<td>{frame(it, data[it.id], 'grid', res_scale, exp.name) if it else '<span class=empty>—</span>'}</td>")
-            rows.append(f'<tr><th scope="row">{escape(str(y))}</th>{"".join(tds)}</tr>')
+            rows.append(f'<tr><th scope="row">{escape(fmt_value(yk, y))}</th>{"".join(tds)}</tr>')
         out.append(f'<div class="scroll"><table class="xy-grid">{"".join(rows)}</table></div>')
     return "".join(out)
 

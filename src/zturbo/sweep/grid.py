@@ -20,6 +20,11 @@ LoRA scale: with one `--lora FILE`, `--vary lora_scale="0-1 [5]"` (or lora_scale
 per scale of that LoRA (file names ..._L0.5.png); each scale is one model load (the LoRA is fused into the
 weights), its images made together.
 
+LoRA files: `--vary lora=none,a.safetensors,b.safetensors:0.8` (or lora = [...] in [axes]): each value is
+`FILE[:SCALE]` like --lora, `none` is the base model; one model load per value, its images made together
+(file names ..._LORA-a.png, ..._LORA-b-0.8.png). With a lora_scale axis too, every file runs at every scale
+(the files then take no :SCALE, and `none` is scale 0's job).
+
 Image-to-image: `image` (and `mask`, `resize`) fixed for the grid, `strength` an axis like any number
 (`--vary strength="0.2-1 [5]"`, file names ..._S0.6.png); several images are an axis too (IMG1, IMG2...).
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -42,12 +48,12 @@ from .plan import Experiment, make_item
 KEYS = {
     "prompt": "P", "negative_prompt": "N", "steps": "STEP", "guidance": "G", "seed": "SEED",
     "size": "", "width": "W", "height": "H", "aspect": "AR", "megapixels": "MP", "quant": "", "rng": "RNG",
-    "strength": "S", "image": "IMG", "lora_scale": "L",
+    "strength": "S", "image": "IMG", "lora_scale": "L", "lora": "LORA-",
 }
 FIXED_ONLY = ("mask", "resize")  # fixed settings of a grid, never an axis
 ALIASES = {"cfg": "guidance", "cfg_scale": "guidance", "negative": "negative_prompt", "negative-prompt": "negative_prompt",
            "seeds": "seed", "step": "steps", "ar": "aspect", "mp": "megapixels", "precision": "quant",
-           "images": "image", "lora-scale": "lora_scale"}
+           "images": "image", "lora-scale": "lora_scale", "loras": "lora"}
 NUMERIC = {"steps": int, "seed": int, "width": int, "height": int, "guidance": float, "megapixels": float,
            "strength": float, "lora_scale": float}
 
@@ -139,9 +145,53 @@ def _one(key: str, raw: Any) -> Any:
         if raw.strip() not in defaults.QUANTS:
             raise InvalidParams(f"quant {raw!r} is not one of {', '.join(defaults.QUANTS)}")
         return raw.strip()
+    if key == "lora":
+        lora_value(raw)  # checked now: a missing or pickled file is refused before anything runs
+        return raw.strip()
     if key == "rng" and raw.strip() not in ("cuda", "cpu"):
         raise InvalidParams(f"rng {raw!r} must be cuda or cpu")
     return raw.strip() if key == "rng" else raw
+
+
+NO_LORA = "none"
+
+
+def lora_value(text: str) -> tuple[str, float, bool] | None:
+    """A lora axis value: `none` -> None; `FILE[:SCALE]` -> (FILE, SCALE, whether a scale was typed)."""
+    from .. import lora
+
+    text = text.strip()
+    if text.lower() == NO_LORA:
+        return None
+    path, scale = lora.parse_arg(text)
+    lora.check_file(path)
+    return path, scale, path != text
+
+
+def _lora_label(text: str) -> str:
+    value = lora_value(text)
+    if value is None:
+        return NO_LORA
+    path, scale, typed = value
+    return Path(path).stem + (f"@{scale:g}" if typed else "")
+
+
+def _check_lora_axis(values: list[str]) -> None:
+    """Two values that are one file at one scale, or whose file names would collide, are refused."""
+    seen: dict[Any, str] = {}
+    labels: dict[str, str] = {}
+    for text in values:
+        value = lora_value(text)
+        same = None if value is None else (os.path.realpath(value[0]), value[1])
+        if same in seen:
+            raise InvalidParams(f"lora values {seen[same]!r} and {text!r} are the same file at the same scale: "
+                                "give each once")
+        seen[same] = text
+        label = _SAFE.sub("-", KEYS["lora"] + _lora_label(text))
+        if label in labels:
+            raise InvalidParams(f"lora values {labels[label]!r} and {text!r} would both be named {label} in the "
+                                "image file names: give the LoRA files different names")
+        labels[label] = text
 
 
 def parse_values(key: str, raw: Any) -> list[Any]:
@@ -166,6 +216,8 @@ def parse_values(key: str, raw: Any) -> list[Any]:
         if v in seen:
             raise InvalidParams(f"{key} value {v!r} is listed twice; each value of an axis must differ")
         seen.add(v)
+    if key == "lora":
+        _check_lora_axis(values)
     return values
 
 
@@ -180,14 +232,46 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
 def _label(key: str, value: Any, index: int) -> str:
     if key in ("prompt", "negative_prompt", "image"):
         return f"{KEYS[key]}{index + 1}"
-    text = f"{value:g}" if key == "lora_scale" else str(value).replace(":", "x")
+    if key == "lora":
+        text = _lora_label(value)
+    else:
+        text = f"{value:g}" if key == "lora_scale" else str(value).replace(":", "x")
     return _SAFE.sub("-", f"{KEYS[key]}{text}")
 
 
-def _params(values: dict[str, Any], where: str) -> tuple[GenerationParams, str, float | None]:
+def _item_lora(text: str | None, lora_scale: float | None) -> tuple[tuple[tuple[str, float], ...] | None, float | None]:
+    """(the item's LoRAs, its lora_scale for the one --lora): a lora value sets the LoRAs itself, at the
+    lora_scale axis's scale when there is one (checked by _check_lora_with_scale)."""
+    if text is None:
+        return None, lora_scale
+    value = lora_value(text)
+    if value is None:
+        return (), None
+    path, scale, _ = value
+    return ((path, scale if lora_scale is None else lora_scale),), None
+
+
+def _check_lora_with_scale(fixed: dict[str, Any], axes: list[tuple[str, list[Any]]]) -> None:
+    """A lora_scale axis scales each LoRA file of a lora axis: a file typed with its own :SCALE, or `none`
+    (no LoRA to scale), would make that axis meaningless there."""
+    given = {**{k: [v] for k, v in fixed.items()}, **dict(axes)}
+    if "lora" not in given or "lora_scale" not in given:
+        return
+    for text in given["lora"]:
+        value = lora_value(text)
+        if value is None:
+            raise InvalidParams("lora=none with a lora_scale axis: the base model has no scale to vary; drop none "
+                                "(lora_scale=0 is the base model, within rounding) or sweep lora alone")
+        if value[2]:
+            raise InvalidParams(f"lora value {text!r} sets a scale and the lora_scale axis sets others: give "
+                                f"{value[0]} without :SCALE")
+
+
+def _params(values: dict[str, Any], where: str) -> tuple[GenerationParams, str, float | None, tuple | None]:
     values = dict(values)
     quant = values.pop("quant", "bf16")
-    lora_scale = values.pop("lora_scale", None)  # a load setting (the one --lora's scale), not a param
+    # load settings, not params: the one --lora's scale, or the LoRA files themselves
+    loras, lora_scale = _item_lora(values.pop("lora", None), values.pop("lora_scale", None))
     size, aspect, mp = values.pop("size", None), values.pop("aspect", None), values.pop("megapixels", None)
     if aspect is not None:
         values["width"], values["height"] = geometry.size_for_aspect(aspect, mp or 1.0)
@@ -198,7 +282,7 @@ def _params(values: dict[str, Any], where: str) -> tuple[GenerationParams, str, 
     if "prompt" not in values:
         raise InvalidParams(f"{where}: no prompt (give --prompt, --prompt-file, or prompt = \"...\" in the file)")
     try:
-        return GenerationParams(**values), quant, lora_scale
+        return GenerationParams(**values), quant, lora_scale, loras
     except InvalidParams as exc:
         raise InvalidParams(f"{where}: {exc}") from None
 
@@ -244,6 +328,7 @@ def build_grid(name: str, prompts: list[str], fixed: dict[str, Any], axes: list[
             flag = key.replace("_", "-")
             raise InvalidParams(f"{key} is both fixed ({fixed[key]!r}) and an axis: give either --{flag} (or "
                                 f"{key} = ... under [params]) or --vary {key}=... (or [axes])")
+    _check_lora_with_scale(fixed, axes)
     if "prompt" not in keys:
         if len(prompts) > 1:
             axes.append(("prompt", list(prompts)))
@@ -258,9 +343,10 @@ def build_grid(name: str, prompts: list[str], fixed: dict[str, Any], axes: list[
         values = {**fixed, **{k: v for k, (_, v) in picked.items()}}
         labels = [_label(k, *reversed(picked[k])) for k, _ in axes]
         stem = "_".join(labels) or "image"
-        params, quant, lora_scale = _params(values, f"{name}/{stem}")
+        params, quant, lora_scale, loras = _params(values, f"{name}/{stem}")
         axes_values = {k: picked[k][1] for k, _ in axes}
-        items.append(make_item(name, f"{name}/{stem}.png", params, quant, axes_values, lora_scale=lora_scale))
+        items.append(make_item(name, f"{name}/{stem}.png", params, quant, axes_values, lora_scale=lora_scale,
+                               loras=loras))
     knob = ",".join(keys[:3]) if keys else "none"
     axes_title = " x ".join(k for k, _ in axes) or "one image"
     return Experiment(name, title or f"Grid: {axes_title}", knob, "grid", axes, items)

@@ -27,17 +27,19 @@ class Item:
     row: str | None = None
     upscale: dict[str, Any] | None = None  # {"model": FILE, "sha256": ..., "size": [W, H]}: the image is upscaled
     lora_scale: float | None = None  # the scale of the sweep's one --lora for this image; None: --lora's own
+    loras: tuple[tuple[str, float], ...] | None = None  # a lora axis's (path, scale) pairs, () = none; None: --lora's
 
     def to_plan(self) -> dict[str, Any]:
         return {"experiment": self.experiment, "file": self.file, "params": self.params.to_dict(),
                 "quant": self.quant, "axes": self.axes, "row": self.row,
                 **({"upscale": self.upscale} if self.upscale else {}),
-                **({"lora_scale": self.lora_scale} if self.lora_scale is not None else {})}
+                **({"lora_scale": self.lora_scale} if self.lora_scale is not None else {}),
+                **({"loras": [list(x) for x in self.loras]} if self.loras is not None else {})}
 
     @property
-    def load(self) -> tuple[str, float | None]:
+    def load(self) -> Load:
         """What the model load this image needs depends on: items of one load run together."""
-        return (self.quant, self.lora_scale)
+        return (self.quant, self.lora_scale, self.loras)
 
     @property
     def megapixels(self) -> float:
@@ -58,21 +60,32 @@ class Item:
 
 
 def make_item(experiment: str, file: str, params: GenerationParams, quant: str, axes: dict[str, Any],
-              row: str | None = None, upscale: dict[str, Any] | None = None, lora_scale: float | None = None) -> Item:
+              row: str | None = None, upscale: dict[str, Any] | None = None, lora_scale: float | None = None,
+              loras: tuple[tuple[str, float], ...] | None = None) -> Item:
     if not file.endswith(".png"):
         raise ValueError(f"item file must be a .png path, got {file!r}")
-    return Item(file[: -len(".png")], experiment, file, params, quant, axes, row, upscale, lora_scale)
+    return Item(file[: -len(".png")], experiment, file, params, quant, axes, row, upscale, lora_scale, loras)
 
 
-def load_order(load: tuple[str, float | None]) -> tuple:
-    """Loads in order: by precision (bf16 first), then by LoRA scale (none first)."""
-    quant, scale = load
-    return (quant_order(quant), scale is not None, scale or 0.0)
+# (precision, the one --lora's scale or None, a lora axis's LoRAs or None): one model load
+Load = tuple[str, float | None, tuple[tuple[str, float], ...] | None]
 
 
-def load_label(load: tuple[str, float | None]) -> str:
-    """'bf16', or 'bf16 LoRA x0.5' for a lora_scale load."""
-    quant, scale = load
+def load_order(load: Load) -> tuple:
+    """Loads in order: by precision (bf16 first), then by LoRA scale; a lora axis's files keep the axis's order
+    (sort a plan-ordered list with this key)."""
+    quant, scale, loras = load
+    return (quant_order(quant), scale is not None, scale or 0.0, loras is not None)
+
+
+def load_label(load: Load) -> str:
+    """'bf16', 'bf16 LoRA x0.5' for a lora_scale load, 'bf16 LoRA style.safetensors:0.8' or 'bf16 no LoRA'
+    for a lora axis's."""
+    quant, scale, loras = load
+    if loras is not None:
+        from pathlib import Path
+
+        return f"{quant} " + (", ".join(f"LoRA {Path(p).name}:{s:g}" for p, s in loras) or "no LoRA")
     return quant if scale is None else f"{quant} LoRA x{scale:g}"
 
 
@@ -145,7 +158,7 @@ class Plan:
         items = self.items if pending is None else pending
         shapes = sorted({(i.params.width, i.params.height) for i in items}, key=lambda s: (s[0] * s[1], s))
         quants = sorted({i.quant for i in items}, key=quant_order)
-        loads = len({i.load for i in items})  # one per precision and LoRA scale
+        loads = len({i.load for i in items})  # one per precision, LoRA scale and LoRA file
         rates = (target or Target()).rates
         seconds = None
         if rates is not None and items:
@@ -289,7 +302,10 @@ def describe(plan: Plan, pending: list[Item] | None = None, target: Target | Non
 
 def loads_text(loads: int, items: list[Item]) -> str:
     """'2 model loads (one per precision and LoRA scale)': what the dry run and the run say."""
-    per = "precision and LoRA scale" if any(i.lora_scale is not None for i in items) else "precision"
+    if any(i.loras is not None for i in items):
+        per = "precision and LoRA"
+    else:
+        per = "precision and LoRA scale" if any(i.lora_scale is not None for i in items) else "precision"
     return f"{loads} model load{'s' if loads != 1 else ''} (one per {per})"
 
 

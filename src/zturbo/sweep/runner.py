@@ -1,6 +1,8 @@
 """Run a Plan into a folder: one model load per precision, nothing lost, resumable, sharded.
 
 - An image's record is appended to the manifest only after its PNG is on disk (atomic write, fsync).
+- An input image or mask is copied once into DIR/inputs/<sha256>.<ext> (before the first PNG naming it);
+  each recipe points at that copy, so the report and `generate --from` work after the original moves.
 - Re-running resumes: an item whose last record is ok, whose PNG still has the recorded sha256 and whose
   params match the plan (an input image's sha256 included) is skipped; everything else is (re)made.
 - Never overwrites an image an earlier run made with other settings (nor drops an earlier same-named
@@ -35,7 +37,8 @@ from ..metadata import save_png
 from . import manifest as mf
 from .plan import Item, Plan, estimated_bytes, format_bytes, format_seconds, load_label, load_order, loads_text, shard
 
-EngineLoader = Callable[..., Any]  # (quant) -> Engine; (quant, lora_scale) for an item with a lora_scale
+# (quant) -> Engine; keyword lora_scale= for an item with a lora_scale, loras= for an item of a lora axis
+EngineLoader = Callable[..., Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +94,11 @@ def lora_key(loras) -> tuple[tuple[str, float], ...]:
 
 
 def item_loras(item: Item, loras: tuple[tuple[str, float], ...] | None) -> tuple[tuple[str, float], ...] | None:
-    """The LoRAs (lora_key) this item is made with: the run's, with the item's own lora_scale for the one LoRA
-    (the CLI refuses a lora_scale axis unless exactly one --lora is given)."""
+    """The LoRAs (lora_key) this item is made with: a lora axis's own (compared always: another file at its
+    path is another image), else the run's, with the item's own lora_scale for the one LoRA (the CLI refuses
+    a lora_scale axis unless exactly one --lora is given)."""
+    if item.loras is not None:
+        return lora_key(item.loras)
     if loras is None or item.lora_scale is None or len(loras) != 1:
         return loras
     return ((loras[0][0], float(item.lora_scale)),)
@@ -134,6 +140,11 @@ def _differences(item: Item, record: dict[str, Any], model: str | None,
     if loras is not None and _recorded_loras(record) != loras:
         had = ", ".join(f"{r.get('name')}:{r.get('scale', 1.0):g}" for r in record.get("loras") or []) or "none"
         out["loras"] = f"LoRAs {had} -> {', '.join(f'{sha[:12]}:{s:g}' for sha, s in loras) or 'none'}"
+        same_paths = item.loras is not None and sorted(os.path.abspath(p) for p, _ in item.loras) == sorted(
+            str(r.get("path")) for r in record.get("loras") or [])
+        if same_paths:  # a lora axis's file, same path, other bytes
+            was = ", ".join(str(r.get("sha256"))[:12] for r in record.get("loras") or [])
+            out["loras"] += f" (another file at the same path; made with sha256 {was})"
     return out
 
 
@@ -268,7 +279,7 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
     mf.write_plan(folder, plan.to_json(mf.read_plan(folder)))
     _clean_temp_files(folder, pending)
     who = f"rank {launch.rank}/{launch.world_size}: " if launch.sharded else ""
-    loads = sorted({i.load for i in pending}, key=load_order)
+    loads = sorted(dict.fromkeys(i.load for i in pending), key=load_order)  # stable: plan order within a key
     say(f"{who}{len(mine)} images in this sweep{' shard' if launch.sharded else ''}: {outcome.skipped} already done, "
         f"{len(pending)} to make" + (f" in {loads_text(len(loads), pending)}" if pending else ""), quiet)
 
@@ -276,7 +287,7 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
     saver = _Saver(folder, rank, bar)
     finished = "stopped"
     try:
-        for n, load in enumerate(loads):  # a precision, or a precision at one LoRA scale (fused at load)
+        for n, load in enumerate(loads):  # a precision, with one LoRA scale or LoRA files (fused at load)
             if n:
                 _release_memory()  # the previous load's engine, before the next one loads
             # one shape after another (stable: plan order within a shape): with --fast each shape compiles
@@ -366,6 +377,7 @@ class _Saver:
     def __init__(self, folder: Path, rank: int | None, bar: _Progress):
         self.folder, self.rank, self.bar = folder, rank, bar
         self.manifest = mf.ManifestWriter(folder, rank)
+        self._copies: dict[str, Path] = {}  # sha256 -> its copy under inputs/, written (or found) this run
         self.error: BaseException | None = None
         self._jobs: queue.Queue = queue.Queue(maxsize=1)
         self._closed = False
@@ -391,10 +403,11 @@ class _Saver:
 
         self.submit(job)
 
-    def save(self, item: Item, image: Any, recipe: dict[str, Any], engine: Any) -> None:
+    def save(self, item: Item, image: Any, recipe: dict[str, Any], engine: Any, inputs: list | None = None) -> None:
         def job():
             target = self.folder / item.file
             try:
+                self._copy_inputs(inputs or [], recipe, target)  # first: a PNG never names a missing copy
                 save_png(image, target, recipe)
             except OSError as exc:
                 if _disk_full(exc):
@@ -406,6 +419,18 @@ class _Saver:
             self.bar.finished(item)
 
         self.submit(job)
+
+    def _copy_inputs(self, inputs: list, recipe: dict[str, Any], target: Path) -> None:
+        """The input image and mask, copied once per sweep to inputs/<sha256>.<ext> (never one per image);
+        the recipe names the copy relative to the PNG, so the report and `generate --from` find it after the
+        original moves."""
+        from ..inputs import write_shared_copy
+
+        for inp in inputs:
+            copy = self._copies.get(inp.sha256)
+            if copy is None:
+                copy = self._copies[inp.sha256] = write_shared_copy(inp, self.folder)
+            recipe["inputs"][inp.role]["file"] = Path(os.path.relpath(copy, target.parent)).as_posix()
 
     def raise_error(self) -> None:
         if self.error is not None:
@@ -419,14 +444,16 @@ class _Saver:
             self.manifest.close()
 
 
-def _run_precision(load: tuple[str, float | None], group: list[Item], loader: EngineLoader, folder: Path,
+def _run_precision(load: tuple, group: list[Item], loader: EngineLoader, folder: Path,
                    saver: _Saver, rank: int | None, outcome: Outcome) -> None:
-    """One model load, then every item of this precision (and LoRA scale); the engine is freed before the next."""
+    """One model load, then every item of this precision (and LoRA scale or files); the engine is freed before
+    the next."""
     bar = saver.bar
-    quant, scale = load
+    quant, scale, loras = load
+    extra = {k: v for k, v in (("lora_scale", scale), ("loras", loras)) if v is not None}
     try:
         bar.working_on(f"loading {load_label(load)}")
-        engine = loader(quant) if scale is None else loader(quant, scale)
+        engine = loader(quant, **extra)
         bar.loaded()
     except ZTurboError as exc:  # weights missing or damaged: nothing of this load can be made
         outcome.not_loaded[load_label(load)] = (exc, len(group))
@@ -512,7 +539,8 @@ def _make(item: Item, engine: Any, saver: _Saver, rank: int | None) -> bool:
         saver.bar.write(f"failed: {item.id}: {bad}")
         saver.append(item, _record(item, "failed", error=bad, recipe=recipe, engine=engine, rank=rank))
         return False
-    saver.save(item, result.image, recipe, engine)
+    inputs = getattr(result, "inputs", None)  # a text-to-image result (or a test's stand-in) has none
+    saver.save(item, result.image, recipe, engine, inputs[0] if inputs else [])
     return True
 
 
