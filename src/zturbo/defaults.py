@@ -93,6 +93,21 @@ FP8_MIN_CAPABILITY = (8, 9)  # FP8 tensor cores: Ada (sm_89), Hopper (sm_90) and
 # (0.56 / 0.65 / 0.94 ms a call, bench/speed_H200.json); FlashAttention-3 is tried first where installed
 ATTENTION_BACKENDS = ("_flash_3", "native")
 FP8_ACTIVATION_AMAX_FLOOR = 1e-12  # torchao activation_value_lb: no 0/0 scale on an all-zero row
+# --fp8's calibrated layer policy (speed/fp8_policy.py). One bf16 generation on the user's weights measures each
+# block GEMM's FP8 relative output error ||y_fp8 - y|| / ||y|| on real activations (torchao's row-wise FP8
+# emulated in float32). The budget bounds the MEAN of those errors over the 136 GEMMs (q/k/v and gate+up fused,
+# as --fast runs them; a GEMM kept in bf16 counts 0): the most sensitive stay bf16 until it holds. Row-wise
+# e4m3 (3 mantissa bits) gives 3.7% on well-conditioned Gaussian data at the DiT's shapes (measured on a CPU):
+# 4% lets such layers through and pulls the outliers out. Not tuned against image PSNR on real weights (none
+# here): zturbo bench --quality measures that on yours.
+FP8_BUDGET = 0.04
+FP8_CALIBRATION_PROMPT = "a red fox in the snow, morning light, shallow depth of field"
+FP8_CALIBRATION_SEED = 42
+FP8_CALIBRATION_SIZE = (1024, 1024)  # the model's native size: the activations --fp8 will mostly see
+FP8_CALIBRATION_SIZE_TINY = (64, 64)  # the tiny demo model on a CPU
+FP8_CALIBRATION_ROWS = 256  # activation rows sampled per GEMM per pass: the error is measured on these only
+FP8_POLICY_DIR = "fp8-policy"  # calibrations cached by weights hash under zturbo's cache
+FP8_POLICY_SHOWN = 3  # the most sensitive GEMMs named in the load line (zturbo bench --quality prints more)
 # torch's default (8) is exceeded by a sweep: one graph per block kind x size x batch (CFG doubles it)
 COMPILE_RECOMPILE_LIMIT = 64
 CUDA_GRAPH_SHAPES = 4  # --fast keeps the CUDA graphs of this many recent shapes (one memory pool for all)

@@ -136,6 +136,7 @@ class Engine:
         self.device_name = machine.device_name(self.device)
         self.speed: list = []  # zturbo.speed.Feature: what --fast / --gguf-mode turned on
         self.loras: list[dict] = []  # zturbo.lora.apply_loras: the LoRAs in the weights, for every recipe
+        self.fp8_policy = None  # zturbo.speed.fp8_policy.Fp8Policy when --fp8's GEMMs are on
 
     @classmethod
     def load(cls, options=None, **fields: Any) -> Engine:
@@ -358,6 +359,7 @@ class Engine:
             "device": self.device_name,
             "versions": self.versions,
             "speed": [str(f) for f in self.speed],
+            "fp8_policy": self.fp8_policy.recipe() if self.fp8_policy is not None else None,
             "memory": self.memory.plan.label if self.memory and self.memory.on_gpu else None,
             "warnings": warnings,
         }

@@ -36,6 +36,23 @@ GGUF_SPEED_WITH_LORA = ("a LoRA on a GGUF transformer stays unfused (diffusers c
                         "or use --quant bf16")
 
 
+def parse_fp8_budget(value) -> float | str:
+    """A --fp8-budget value: a positive finite number, or "all" (every block GEMM FP8, no calibration)."""
+    number = value
+    if isinstance(value, str):
+        if value.strip().lower() == "all":
+            return "all"
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not (0 < number < float("inf")):
+        raise InvalidParams(f"--fp8-budget must be a positive number (the mean relative FP8 error allowed, e.g. "
+                            f"{defaults.FP8_BUDGET:g} = {defaults.FP8_BUDGET:.0%}) or 'all' (every block GEMM in FP8, "
+                            f"uncalibrated), got {value!r}")
+    return float(number)
+
+
 @dataclasses.dataclass(frozen=True)
 class LoadOptions:
     """What to load and how. Frozen and validated: a bad value fails here, before anything loads."""
@@ -50,6 +67,7 @@ class LoadOptions:
     fast: str | None = None  # None | "lossless" (compile, fused blocks, graphs, attention) | "fp8" (+ FP8 GEMMs)
     gguf_mode: str | None = None  # ondemand | bf16 | fp8 | auto: how a GGUF transformer computes
     loras: tuple = ()  # ((path.safetensors, scale), ...): LoRAs merged into the transformer, in any order
+    fp8_budget: float | str | None = None  # with fast="fp8": mean FP8 error allowed (None: the default), or "all"
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -66,6 +84,11 @@ class LoadOptions:
             set_("fast", "lossless" if self.fast else None)
         if self.fast is not None and self.fast not in defaults.FAST_TIERS:
             raise InvalidParams(f"fast must be one of {', '.join(defaults.FAST_TIERS)} (or None), got {self.fast!r}")
+        if self.fp8_budget is not None:
+            if self.fast != "fp8":
+                raise InvalidParams("--fp8-budget goes with --fp8 (it says how much FP8 error the calibrated "
+                                    "policy may keep): add --fp8, or drop --fp8-budget")
+            set_("fp8_budget", parse_fp8_budget(self.fp8_budget))
         budget = self.vram_budget_gb
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
                                    or not budget > 0 or budget == float("inf")):
@@ -177,5 +200,13 @@ def load(options: LoadOptions | None = None, **fields: Any):
         from .speed import apply_fast
 
         offload = placement.plan.mode if placement.on_gpu and placement.plan.mode != "full" else None
-        engine.speed = apply_fast(engine.pipe, options.fast, gguf_mode=options.gguf_mode, offload=offload)
+        policy = None
+        if options.fast == "fp8":  # one bf16 calibration generation (or its cache) before anything changes
+            from .speed.fp8_policy import for_engine
+
+            policy = for_engine(engine, options.fp8_budget, offload)
+        engine.speed = apply_fast(engine.pipe, options.fast, gguf_mode=options.gguf_mode, offload=offload,
+                                  fp8_policy=policy)
+        if any(f.name == "fp8" and f.on for f in engine.speed):
+            engine.fp8_policy = policy
     return engine

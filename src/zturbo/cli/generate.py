@@ -130,6 +130,11 @@ def build_params(args) -> tuple[GenerationParams, dict]:
                 model_opts.update(quant=None, gguf=m.get("weights_file"))
             elif quant in ("fp32", "fp16"):  # unquantised weights (the tiny model's float32): --quant bf16's load
                 model_opts.update(quant="bf16")
+        policy = recipe.get("fp8_policy")
+        if policy and not args.fast:  # made with --fp8 (lossy): reproduce it with --fp8 at the same budget
+            model_opts["fast"] = "fp8"
+            if args.fp8_budget is None:
+                model_opts["fp8_budget"] = policy.get("budget")
         if args.lora is None and recipe.get("loras"):  # the same LoRA files, unless --lora names others
             from ..lora import from_recipe
 
