@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--tiny", action="store_true", help="the tiny architecture: a smoke run of this script")
+    ap.add_argument("--device", default="cuda", help="cpu: with --tiny, a smoke run anywhere (nothing FP8 runs)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     os.environ.setdefault("ZTURBO_CACHE", tempfile.mkdtemp(prefix="zturbo-cache-"))  # a cold calibration cache
@@ -52,7 +53,8 @@ def main() -> None:
     from zturbo.speed import fp8_policy as P
     from zturbo.speed.fast import apply_fast
 
-    dev = torch.device("cuda")
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     pipe = build_pipeline(dev, tiny=args.tiny)
     cfg, state = dict(pipe.transformer.config), {k: v.to("cpu") for k, v in pipe.transformer.state_dict().items()}
     pipe.transformer = None
@@ -61,7 +63,7 @@ def main() -> None:
     params = [GenerationParams(prompt=p, seed=defaults.QUALITY_SEED + i, width=size, height=size, rng="cpu")
               for i, p in enumerate(PROMPTS)]
     budgets = [float(b) for b in args.budgets.split(",") if b]
-    res = {"card": torch.cuda.get_device_name(dev), "torch": torch.__version__, "command": " ".join(sys.argv),
+    res = {"card": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "torch": torch.__version__, "command": " ".join(sys.argv),
            "size": f"{size}x{size}", "passes": defaults.STEPS, "weights": "random (real architecture)" if not args.tiny
            else "random (tiny architecture)",
            "note": "random weights: every GEMM's FP8 error is about the same (~3.7%), so the per-layer errors, "
@@ -74,17 +76,18 @@ def main() -> None:
         p = ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config),
                            vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, transformer=tr)
         # a fixed identity: hashing 12 GB of random weights would only time the hash
-        info = ModelInfo(model="random", source="bench", quant="bf16", label="random", weights_sha256="random-seed0")
+        info = ModelInfo(model="random", source="tiny" if args.tiny else "bench", quant="bf16", label="random",
+                         weights_sha256="random-seed0")
         return Engine(LoadedModel(p, info))
 
     def timed(eng, name, extra):
         eng.generate(params[0])  # warm-up: compile, CUDA graph capture
         secs = []
         for _ in range(args.repeats):
-            torch.cuda.synchronize()
+            sync()
             t0 = time.perf_counter()
             eng.generate(params[0])
-            torch.cuda.synchronize()
+            sync()
             secs.append(time.perf_counter() - t0)
         images = [eng.generate(p).image for p in params]
         row = {"s_per_image": round(statistics.median(secs), 4), "runs_s": [round(s, 4) for s in secs],
