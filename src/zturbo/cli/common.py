@@ -37,7 +37,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "you choose. Calibrated: one bf16 generation on your weights (cached by their hash) measures "
                         "each block GEMM's FP8 error; the most sensitive stay bf16 (see --fp8-budget). zturbo bench "
                         "--quality measures the images' PSNR/SSIM against bf16")
-    g.add_argument("--fp8-budget", metavar="B|all", type=_fp8_budget_arg, default=None,
+    g.add_argument("--fp8-budget", metavar="B|all", type=fp8_budget_arg, default=None,
                    help=f"with --fp8: the mean relative FP8 output error allowed over the block GEMMs (a GEMM kept "
                         f"bf16 counts 0); default {defaults.FP8_BUDGET:g} = {defaults.FP8_BUDGET:.0%}. Smaller keeps "
                         f"more in bf16 (closer to bf16, slower); 'all' = every block GEMM FP8, uncalibrated")
@@ -52,7 +52,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         ".pt/.ckpt files are refused")
 
 
-def _fp8_budget_arg(value: str):
+def fp8_budget_arg(value: str):
     from ..errors import InvalidParams
     from ..loading import parse_fp8_budget
 
