@@ -46,6 +46,10 @@ SWEEP_SEED = 42
 SWEEP_STEPS = 9  # the article's "9 steps"; on diffusers >= 0.39 that is 9 passes (see sweep.specs)
 SWEEP_SIZE = (720, 1280)  # width, height (the article's W, H = 720, 1280)
 SWEEP_QUANTS = ("bf16", "q8", "q4", "q2")  # Experiment 6: bf16, then the GGUF files
+# --quants may add --fp8's tiers (bf16 weights, FP8 GEMMs; a GPU with sm_89+): the calibrated policy, and every
+# block GEMM in FP8 uncalibrated. Not in the default: without FP8 tensor cores their items cannot be made.
+SWEEP_FP8_TIERS = ("fp8", "fp8-all")
+SWEEP_QUANT_CHOICES = (*QUANTS, *SWEEP_FP8_TIERS)
 SWEEP_LADDER_BASE = (256, 144)  # Experiment 5: the smallest 16:9 box on the 16-grid, times n = 3..8
 SWEEP_DIR = "sweeps"
 SWEEP_PNG_BYTES_PER_PIXEL = 3.0  # worst case (uncompressible RGB) for the free-disk check

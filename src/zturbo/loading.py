@@ -118,6 +118,9 @@ class LoadOptions:
         """The same options for another precision ("gguf": this options' --gguf file), as a sweep loads them."""
         if quant == "gguf":
             return dataclasses.replace(self, quant=None)
+        if quant in defaults.SWEEP_FP8_TIERS:  # bf16 weights, FP8 GEMMs: calibrated, or all of them ("fp8-all")
+            budget = "all" if quant == "fp8-all" else self.fp8_budget if self.fast == "fp8" else None
+            return dataclasses.replace(self, quant="bf16", gguf=None, fast="fp8", fp8_budget=budget)
         return dataclasses.replace(self, quant=quant, gguf=None)
 
     def describe(self) -> str:

@@ -159,3 +159,23 @@ def test_fp8_budget_without_fp8_is_exit_2(capsys):
     assert "--fp8-budget goes with --fp8" in capsys.readouterr().err
     with pytest.raises(InvalidParams, match="positive number"):
         LoadOptions(model="tiny", fast="fp8", fp8_budget=True)
+
+
+def test_sweep_quant_fp8_tiers_fail_with_one_line_where_fp8_cannot_run(tmp_path, capsys):
+    code = main(["sweep", "steps", "quant", "--quants", "bf16,fp8,fp8-all", "--size", "32x32", "--rng", "cpu",
+                 "--model", "tiny", "--device", "cpu", "-q", "--out", str(tmp_path / "s")])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert code == 1 and "Traceback" not in text
+    for tier in ("fp8", "fp8-all"):  # never bf16 pixels under an FP8 label
+        assert (f"not made: 6 {tier} image(s), {tier} could not be loaded: FP8 GEMMs cannot run here: the "
+                "transformer is on cpu, not a CUDA GPU") in text
+    assert not (tmp_path / "s" / "quant" / "fp8").exists()
+
+
+def test_sweep_fp8_tiers_load_bf16_weights_with_fp8_gemms():
+    opts = LoadOptions(model="tiny", quant="q8")
+    assert opts.with_quant("fp8") == LoadOptions(model="tiny", quant="bf16", fast="fp8")
+    assert opts.with_quant("fp8-all").fp8_budget == "all"
+    tight = LoadOptions(model="tiny", fast="fp8", fp8_budget=0.02)
+    assert tight.with_quant("fp8").fp8_budget == 0.02  # the sweep's --fp8-budget, never replaced

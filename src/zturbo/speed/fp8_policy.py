@@ -230,3 +230,21 @@ def for_engine(engine, budget, offload: str | None = None) -> Fp8Policy | None:
     if budget == "all":
         return Fp8Policy(None)
     return calibrate(engine, budget)
+
+
+def require_fp8(options, load):
+    """`load()` (an Engine for `options`), or a one-line ZTurboError where its FP8 GEMMs cannot run: a sweep's
+    fp8 tiers must never be bf16 images under an FP8 label. Checked before loading where the device says so."""
+    from ..errors import ZTurboError
+    from ..machine import resolve_device
+    from .gguf_mode import _fp8_why_not
+
+    why = _fp8_why_not(resolve_device(options.device))
+    if why is None:
+        engine = load()
+        off = next((f for f in engine.speed if f.name == "fp8" and not f.on), None)
+        if off is None:
+            return engine
+        del engine
+        why = off.detail
+    raise ZTurboError(f"FP8 GEMMs cannot run here: {why}")
