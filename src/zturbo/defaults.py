@@ -154,6 +154,10 @@ MEMORY_CHOICES = ("auto", *MEMORY_MODES)
 # Sizes in GB (1e9 bytes) on the GPU. Transformer: 6.155 B params x 2 bytes; GGUF: the unsloth files
 # (article, Experiment 6), which diffusers keeps quantised. Text encoder: Qwen3-4B, 4.022 B x 2 bytes.
 WEIGHTS_GB = {"bf16": 12.31, "q8": 7.22, "q4": 5.02, "q2": 3.64}
+# --fp8 with the transformer placed FP8 (block GEMMs 1 byte a weight + a float32 scale a row, the rest bf16):
+# counted on the published config's model (tests/memory/test_plan.py recounts it), 6.30 GB; bench/speed_H200.json
+# measured 6.3 GB. GEMMs the calibrated policy keeps in bf16 add 1 byte a weight each.
+FP8_TRANSFORMER_GB = 6.30
 TEXT_ENCODER_GB = 8.04
 VAE_GB = 0.17
 # Working memory on top of the weights (per megapixel of image, where it grows with size)

@@ -160,12 +160,17 @@ def load(options: LoadOptions | None = None, **fields: Any):
                     "full: the tiny model fits anywhere")
     else:
         quant = "gguf" if options.gguf else options.quant
+        fp8 = False
+        if options.fast == "fp8" and budget is not None and options.dtype in (None, "bfloat16"):
+            from .speed.gguf_mode import _fp8_why_not
+
+            fp8 = _fp8_why_not(device) is None  # may place the transformer as FP8 where bf16 does not fit
         plan = choose(budget, defaults.PLAN_MEGAPIXELS, options.memory, quant, available_quants(options.model),
-                      capped=capped)
+                      capped=capped, fp8=fp8)
 
     # 3. pipeline, on the CPU when a GPU is the target (from_pretrained puts weights there anyway), so that
     #    nothing larger than the plan lands on the GPU
-    quant = "bf16" if (options.gguf or plan.quant == "gguf") else plan.quant
+    quant = "bf16" if (options.gguf or plan.quant in ("gguf", "fp8")) else plan.quant
     dtype = getattr(torch, options.dtype) if options.dtype else None
     loaded = load_pipeline(model=options.model, quant=quant, gguf=options.gguf,
                            device="cpu" if device.type == "cuda" else device, dtype=dtype)
@@ -185,7 +190,14 @@ def load(options: LoadOptions | None = None, **fields: Any):
 
     # 5. placement: the plan carried out; one step lower if the GPU runs out while placing
     placement = Placement(loaded.pipe, device, plan, options.memory, capped=capped, replan=not options.is_tiny)
-    if device.type == "cuda" and not placement.try_apply():
+    policy = None
+    if plan.quant == "fp8":  # bf16 does not fit resident: calibrate with it streamed, then place it as FP8
+        from .speed.fp8_policy import place_fp8
+
+        engine = Engine(loaded, placement, options)
+        engine.loras = loras
+        policy = place_fp8(engine, placement, options.fp8_budget)
+    elif device.type == "cuda" and not placement.try_apply():
         lower = next_lower(placement.plan)
         if lower is None or not placement.try_apply(lower):
             from .errors import OutOfMemory
@@ -195,16 +207,16 @@ def load(options: LoadOptions | None = None, **fields: Any):
         placement.plan = dataclasses.replace(lower, reason=f"{lower.label}: {plan.label} ran out of memory "
                                                            f"while loading ({plan.reason})")
     log.info("memory: %s", placement.plan.reason)
-    engine = Engine(loaded, placement, options)
-    engine.loras = loras
+    if policy is None:
+        engine = Engine(loaded, placement, options)
+        engine.loras = loras
 
     # 6. speed features
     if options.fast or options.gguf_mode:
         from .speed import apply_fast
 
         offload = placement.plan.mode if placement.on_gpu and placement.plan.mode != "full" else None
-        policy = None
-        if options.fast == "fp8":  # one bf16 calibration generation (or its cache) before anything changes
+        if options.fast == "fp8" and policy is None:  # one bf16 calibration generation (or its cache) first
             from .speed.fp8_policy import for_engine
 
             policy = for_engine(engine, options.fp8_budget, offload)

@@ -86,3 +86,26 @@ def test_kept_gemms_are_really_bf16_after_apply_fast():
     result = engine.generate(GenerationParams(prompt="a robot", seed=1, width=64, height=64, rng="cpu"))
     assert not result.recipes[0]["nan"]
     assert result.recipes[0]["fp8_policy"]["sha256"] == policy.sha256
+
+
+def test_memory_autos_fp8_resident_placement_converts_block_by_block():
+    """What --memory auto does on a 12-16 GB card with --fp8 (the tiny model always plans "full", so the
+    FP8-resident plan is handed to the placement here)."""
+    import dataclasses
+
+    from zturbo import GenerationParams
+    from zturbo.speed.fp8 import is_fp8_linear
+    from zturbo.speed.fp8_policy import place_fp8
+
+    engine = _engine()
+    placement = engine.memory
+    placement.plan = dataclasses.replace(placement.plan, quant="fp8", text_encoder="stream")
+    policy = place_fp8(engine, placement, 0.03)
+    assert policy.kept and placement.plan.quant == "fp8" and placement.plan.mode == "full"
+    tr = engine.pipe.transformer
+    assert all(p.device.type == "cuda" for p in tr.parameters())
+    for n, m in tr.named_modules():
+        if is_fp8_linear(m, n):
+            assert (type(m.weight) is torch.nn.Parameter) == (not policy.is_fp8(n)), n
+    result = engine.generate(GenerationParams(prompt="a robot", seed=1, width=64, height=64, rng="cpu"))
+    assert not result.recipes[0]["nan"]

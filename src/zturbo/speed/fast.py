@@ -170,7 +170,9 @@ def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None
             out.append(Feature("fp8", True, f"{n} block matrices in FP8 (torchao dynamic row-wise); embedders, "
                                             f"norms, modulation and final layer bf16; {which}"))
         else:
-            out.append(Feature("fp8", already, "already FP8 (from --gguf-mode fp8)" if already else why))
+            placed = f"placed as FP8 while loading (--memory auto); {fp8_policy.summary()}" if fp8_policy else \
+                "already FP8 (from --gguf-mode fp8)"
+            out.append(Feature("fp8", already, placed if already else why))
     if compile:
         # Inductor reads its cache folder from the environment only: set it (for this process) before the
         # first compile, so that every zturbo process reuses the FX-graph and AOTAutograd caches and a second

@@ -248,3 +248,27 @@ def require_fp8(options, load):
         del engine
         why = off.detail
     raise ZTurboError(f"FP8 GEMMs cannot run here: {why}")
+
+
+def place_fp8(engine, placement, budget) -> Fp8Policy:
+    """--memory auto's FP8-resident plan (a 12-16 GB card: bf16 does not fit resident, FP8 does). The
+    calibration runs with the bf16 transformer streamed by group offload; then the transformer goes to the
+    GPU block by block, each block fused and its GEMMs put in FP8 as the policy says (one bf16 block in
+    flight), and the rest is placed as the plan says."""
+    from ..memory.place import apply, reset
+    from .fused import fuse_block
+
+    plan, device = placement.plan, placement.device
+    placement.apply(dataclasses.replace(plan, mode="group-offload", quant="bf16", text_encoder="stream"))
+    budget = defaults.FP8_BUDGET if budget is None else parse_fp8_budget(budget)
+    policy = Fp8Policy(None) if budget == "all" else calibrate(engine, budget)
+    reset(engine.pipe)  # everything back on the CPU, offload hooks removed
+    tr = engine.pipe.transformer
+    for name in fp8.BLOCK_LISTS:
+        for i, block in enumerate(getattr(tr, name, [])):
+            block.to(device)
+            fuse_block(block)  # one QKV and one gate+up GEMM, as --fast runs them
+            fp8.quantize_fp8(block, prefix=f"{name}.{i}.", policy=policy)
+    placement.plan = plan
+    apply(engine.pipe, plan, device)  # the embedders, final layer, VAE and text encoder as planned
+    return policy
