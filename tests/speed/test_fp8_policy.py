@@ -179,3 +179,11 @@ def test_sweep_fp8_tiers_load_bf16_weights_with_fp8_gemms():
     assert opts.with_quant("fp8-all").fp8_budget == "all"
     tight = LoadOptions(model="tiny", fast="fp8", fp8_budget=0.02)
     assert tight.with_quant("fp8").fp8_budget == 0.02  # the sweep's --fp8-budget, never replaced
+
+
+def test_error_is_the_same_in_chunks_of_output_rows():
+    g = torch.Generator().manual_seed(1)
+    x, w = torch.randn(32, 64, generator=g), torch.randn(100, 64, generator=g)
+    whole = P.error_terms(x, w, chunk=1000)
+    for a, b in zip(P.error_terms(x, w, chunk=16), whole):
+        assert float(a) == pytest.approx(float(b), rel=1e-5)

@@ -62,10 +62,17 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     return y if bias is None else y + bias.float()
 
 
-def error_terms(x, weight, bias=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(||y_fp8 - y||^2, ||y||^2) for input rows `x`, y being the exact (float32) output of the bf16 layer."""
-    ref = torch.nn.functional.linear(x.float(), weight.float(), None if bias is None else bias.float())
-    return (fp8_linear(x, weight, bias) - ref).square().sum(), ref.square().sum()
+def error_terms(x, weight, bias=None, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """(||y_fp8 - y||^2, ||y||^2) for input rows `x`, y being the exact (float32) output of the bf16 layer.
+    `chunk` output rows at a time: a float32 copy of a whole 3840x10240 weight would add ~0.5 GB of peak
+    memory to a card that holds the bf16 model resident; row-wise scales make the chunks independent."""
+    e2 = r2 = 0.0
+    for lo in range(0, weight.shape[0], chunk):
+        w, b = weight[lo:lo + chunk], None if bias is None else bias[lo:lo + chunk]
+        ref = torch.nn.functional.linear(x.float(), w.float(), None if b is None else b.float())
+        e2 = e2 + (fp8_linear(x, w, b) - ref).square().sum()
+        r2 = r2 + ref.square().sum()
+    return e2, r2
 
 
 # -- the calibration -------------------------------------------------------------------------------------
