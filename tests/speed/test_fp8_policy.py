@@ -187,3 +187,11 @@ def test_error_is_the_same_in_chunks_of_output_rows():
     whole = P.error_terms(x, w, chunk=1000)
     for a, b in zip(P.error_terms(x, w, chunk=16), whole):
         assert float(a) == pytest.approx(float(b), rel=1e-5)
+
+
+@pytest.mark.parametrize("command", ["generate", "bench", "sweep", "serve"])
+def test_help_shows_the_fp8_budget(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "--fp8-budget" in capsys.readouterr().out

@@ -39,7 +39,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "--quality measures the images' PSNR/SSIM against bf16")
     g.add_argument("--fp8-budget", metavar="B|all", type=fp8_budget_arg, default=None,
                    help=f"with --fp8: the mean relative FP8 output error allowed over the block GEMMs (a GEMM kept "
-                        f"bf16 counts 0); default {defaults.FP8_BUDGET:g} = {defaults.FP8_BUDGET:.0%}. Smaller keeps "
+                        f"bf16 counts 0); default {defaults.FP8_BUDGET:g} = {defaults.FP8_BUDGET * 100:g}%%. Smaller keeps "
                         f"more in bf16 (closer to bf16, slower); 'all' = every block GEMM FP8, uncalibrated")
     g.add_argument("--gguf-mode", choices=defaults.GGUF_MODES, default=None,
                    help="GGUF transformer: ondemand = dequantise in every forward (stock diffusers), bf16 / fp8 = "
