@@ -9,7 +9,8 @@ DESCRIPTION = """Time Z-Image-Turbo on this GPU, stock diffusers against zturbo,
 
 Random weights of the real architecture time exactly like the released checkpoint, so nothing is
 downloaded. Variants: stock (bf16, SDPA), stock-q8 (Q8_0 GGUF dequantised on the fly: the article's
-recipe), fast (--fast: the lossless tier, bf16), fp8 (+ FP8 GEMMs on every block GEMM, lossy: --fp8 --fp8-budget all; bench/fp8_policy.py times the calibrated policy), q8-fp8 (--gguf-mode fp8 --fp8).
+recipe), fast (--fast: the lossless tier, bf16), fp8 (+ every block GEMM in FP8, lossy: --fp8 --fp8-budget
+all; bench/fp8_policy.py times the calibrated policy), q8-fp8 (--gguf-mode fp8 --fp8).
 Each: prompt -> PNG seconds (median), first-call (compile) seconds, DiT seconds per pass, TFLOP/s
 against the matmul ceilings measured in the same run, peak and transformer memory, and the relative
 error of the final latents against stock bf16. Plus images/s at batch 1/2/4 and a cold vs warm
