@@ -49,6 +49,10 @@ SWEEP_SEED = 42
 SWEEP_STEPS = 9  # the article's "9 steps"; on diffusers >= 0.39 that is 9 passes (see sweep.specs)
 SWEEP_SIZE = (720, 1280)  # width, height (the article's W, H = 720, 1280)
 SWEEP_QUANTS = ("bf16", "q8", "q4", "q2")  # Experiment 6: bf16, then the GGUF files
+# --quants may add --fp8's tiers (bf16 weights, FP8 GEMMs; a GPU with sm_89+): the calibrated policy, and every
+# block GEMM in FP8 uncalibrated. Not in the default: without FP8 tensor cores their items cannot be made.
+SWEEP_FP8_TIERS = ("fp8", "fp8-all")
+SWEEP_QUANT_CHOICES = (*QUANTS, *SWEEP_FP8_TIERS)
 SWEEP_LADDER_BASE = (256, 144)  # Experiment 5: the smallest 16:9 box on the 16-grid, times n = 3..8
 SWEEP_DIR = "sweeps"
 SWEEP_PNG_BYTES_PER_PIXEL = 3.0  # worst case (uncompressible RGB) for the free-disk check
@@ -98,6 +102,21 @@ FP8_MIN_CAPABILITY = (8, 9)  # FP8 tensor cores: Ada (sm_89), Hopper (sm_90) and
 # (0.56 / 0.65 / 0.94 ms a call, bench/speed_H200.json); FlashAttention-3 is tried first where installed
 ATTENTION_BACKENDS = ("_flash_3", "native")
 FP8_ACTIVATION_AMAX_FLOOR = 1e-12  # torchao activation_value_lb: no 0/0 scale on an all-zero row
+# --fp8's calibrated layer policy (speed/fp8_policy.py). One bf16 generation on the user's weights measures each
+# block GEMM's FP8 relative output error ||y_fp8 - y|| / ||y|| on real activations (torchao's row-wise FP8
+# emulated in float32). The budget bounds the MEAN of those errors over the 136 GEMMs (q/k/v and gate+up fused,
+# as --fast runs them; a GEMM kept in bf16 counts 0): the most sensitive stay bf16 until it holds. Row-wise
+# e4m3 (3 mantissa bits) gives 3.7% on well-conditioned Gaussian data at the DiT's shapes (measured on a CPU):
+# 4% lets such layers through and pulls the outliers out. Not tuned against image PSNR on real weights (none
+# here): zturbo bench --quality measures that on yours.
+FP8_BUDGET = 0.04
+FP8_CALIBRATION_PROMPT = "a red fox in the snow, morning light, shallow depth of field"
+FP8_CALIBRATION_SEED = 42
+FP8_CALIBRATION_SIZE = (1024, 1024)  # the model's native size: the activations --fp8 will mostly see
+FP8_CALIBRATION_SIZE_TINY = (64, 64)  # the tiny demo model on a CPU
+FP8_CALIBRATION_ROWS = 256  # activation rows sampled per GEMM per pass: the error is measured on these only
+FP8_POLICY_DIR = "fp8-policy"  # calibrations cached by weights hash under zturbo's cache
+FP8_POLICY_SHOWN = 3  # the most sensitive GEMMs named in the load line (zturbo bench --quality prints more)
 # torch's default (8) is exceeded by a sweep: one graph per block kind x size x batch (CFG doubles it)
 COMPILE_RECOMPILE_LIMIT = 64
 CUDA_GRAPH_SHAPES = 4  # --fast keeps the CUDA graphs of this many recent shapes (one memory pool for all)
@@ -140,6 +159,10 @@ MEMORY_CHOICES = ("auto", *MEMORY_MODES)
 # Sizes in GB (1e9 bytes) on the GPU. Transformer: 6.155 B params x 2 bytes; GGUF: the unsloth files
 # (article, Experiment 6), which diffusers keeps quantised. Text encoder: Qwen3-4B, 4.022 B x 2 bytes.
 WEIGHTS_GB = {"bf16": 12.31, "q8": 7.22, "q4": 5.02, "q2": 3.64}
+# --fp8 with the transformer placed FP8 (block GEMMs 1 byte a weight + a float32 scale a row, the rest bf16):
+# counted on the published config's model (tests/memory/test_plan.py recounts it), 6.30 GB; bench/speed_H200.json
+# measured 6.3 GB. GEMMs the calibrated policy keeps in bf16 add 1 byte a weight each.
+FP8_TRANSFORMER_GB = 6.30
 TEXT_ENCODER_GB = 8.04
 VAE_GB = 0.17
 # Working memory on top of the weights (per megapixel of image, where it grows with size)

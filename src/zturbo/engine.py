@@ -138,6 +138,7 @@ class Engine:
         self.loras: list[dict] = []  # zturbo.lora.apply_loras: the LoRAs in the weights, for every recipe
         self._switch = None  # zturbo.lora_switch.LoraSwitch, made by the first per-call LoRA
         self._call_loras: list[dict] = []  # the per-call LoRAs of the generate() running now, for its recipes
+        self.fp8_policy = None  # zturbo.speed.fp8_policy.Fp8Policy when --fp8's GEMMs are on
 
     @classmethod
     def load(cls, options=None, **fields: Any) -> Engine:
@@ -382,6 +383,7 @@ class Engine:
             "device": self.device_name,
             "versions": self.versions,
             "speed": [str(f) for f in self.speed],
+            "fp8_policy": self.fp8_policy.recipe() if self.fp8_policy is not None else None,
             "memory": self.memory.plan.label if self.memory and self.memory.on_gpu else None,
             "warnings": warnings,
         }

@@ -36,6 +36,23 @@ GGUF_SPEED_WITH_LORA = ("a LoRA on a GGUF transformer stays unfused (diffusers c
                         "or use --quant bf16")
 
 
+def parse_fp8_budget(value) -> float | str:
+    """A --fp8-budget value: a positive finite number, or "all" (every block GEMM FP8, no calibration)."""
+    number = value
+    if isinstance(value, str):
+        if value.strip().lower() == "all":
+            return "all"
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not (0 < number < float("inf")):
+        raise InvalidParams(f"--fp8-budget must be a positive number (the mean relative FP8 error allowed, e.g. "
+                            f"{defaults.FP8_BUDGET:g} = {defaults.FP8_BUDGET:.0%}) or 'all' (every block GEMM in FP8, "
+                            f"uncalibrated), got {value!r}")
+    return float(number)
+
+
 @dataclasses.dataclass(frozen=True)
 class LoadOptions:
     """What to load and how. Frozen and validated: a bad value fails here, before anything loads."""
@@ -50,6 +67,7 @@ class LoadOptions:
     fast: str | None = None  # None | "lossless" (compile, fused blocks, graphs, attention) | "fp8" (+ FP8 GEMMs)
     gguf_mode: str | None = None  # ondemand | bf16 | fp8 | auto: how a GGUF transformer computes
     loras: tuple = ()  # ((path.safetensors, scale), ...): LoRAs merged into the transformer, in any order
+    fp8_budget: float | str | None = None  # with fast="fp8": mean FP8 error allowed (None: the default), or "all"
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -66,6 +84,11 @@ class LoadOptions:
             set_("fast", "lossless" if self.fast else None)
         if self.fast is not None and self.fast not in defaults.FAST_TIERS:
             raise InvalidParams(f"fast must be one of {', '.join(defaults.FAST_TIERS)} (or None), got {self.fast!r}")
+        if self.fp8_budget is not None:
+            if self.fast != "fp8":
+                raise InvalidParams("--fp8-budget goes with --fp8 (it says how much FP8 error the calibrated "
+                                    "policy may keep): add --fp8, or drop --fp8-budget")
+            set_("fp8_budget", parse_fp8_budget(self.fp8_budget))
         budget = self.vram_budget_gb
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
                                    or not budget > 0 or budget == float("inf")):
@@ -95,6 +118,9 @@ class LoadOptions:
         """The same options for another precision ("gguf": this options' --gguf file), as a sweep loads them."""
         if quant == "gguf":
             return dataclasses.replace(self, quant=None)
+        if quant in defaults.SWEEP_FP8_TIERS:  # bf16 weights, FP8 GEMMs: calibrated, or all of them ("fp8-all")
+            budget = "all" if quant == "fp8-all" else self.fp8_budget if self.fast == "fp8" else None
+            return dataclasses.replace(self, quant="bf16", gguf=None, fast="fp8", fp8_budget=budget)
         return dataclasses.replace(self, quant=quant, gguf=None)
 
     def describe(self) -> str:
@@ -134,12 +160,17 @@ def load(options: LoadOptions | None = None, **fields: Any):
                     "full: the tiny model fits anywhere")
     else:
         quant = "gguf" if options.gguf else options.quant
+        fp8 = False
+        if options.fast == "fp8" and budget is not None and options.dtype in (None, "bfloat16"):
+            from .speed.gguf_mode import _fp8_why_not
+
+            fp8 = _fp8_why_not(device) is None  # may place the transformer as FP8 where bf16 does not fit
         plan = choose(budget, defaults.PLAN_MEGAPIXELS, options.memory, quant, available_quants(options.model),
-                      capped=capped)
+                      capped=capped, fp8=fp8)
 
     # 3. pipeline, on the CPU when a GPU is the target (from_pretrained puts weights there anyway), so that
     #    nothing larger than the plan lands on the GPU
-    quant = "bf16" if (options.gguf or plan.quant == "gguf") else plan.quant
+    quant = "bf16" if (options.gguf or plan.quant in ("gguf", "fp8")) else plan.quant
     dtype = getattr(torch, options.dtype) if options.dtype else None
     loaded = load_pipeline(model=options.model, quant=quant, gguf=options.gguf,
                            device="cpu" if device.type == "cuda" else device, dtype=dtype)
@@ -159,7 +190,14 @@ def load(options: LoadOptions | None = None, **fields: Any):
 
     # 5. placement: the plan carried out; one step lower if the GPU runs out while placing
     placement = Placement(loaded.pipe, device, plan, options.memory, capped=capped, replan=not options.is_tiny)
-    if device.type == "cuda" and not placement.try_apply():
+    policy = None
+    if plan.quant == "fp8":  # bf16 does not fit resident: calibrate with it streamed, then place it as FP8
+        from .speed.fp8_policy import place_fp8
+
+        engine = Engine(loaded, placement, options)
+        engine.loras = loras
+        policy = place_fp8(engine, placement, options.fp8_budget)
+    elif device.type == "cuda" and not placement.try_apply():
         lower = next_lower(placement.plan)
         if lower is None or not placement.try_apply(lower):
             from .errors import OutOfMemory
@@ -169,13 +207,21 @@ def load(options: LoadOptions | None = None, **fields: Any):
         placement.plan = dataclasses.replace(lower, reason=f"{lower.label}: {plan.label} ran out of memory "
                                                            f"while loading ({plan.reason})")
     log.info("memory: %s", placement.plan.reason)
-    engine = Engine(loaded, placement, options)
-    engine.loras = loras
+    if policy is None:
+        engine = Engine(loaded, placement, options)
+        engine.loras = loras
 
     # 6. speed features
     if options.fast or options.gguf_mode:
         from .speed import apply_fast
 
         offload = placement.plan.mode if placement.on_gpu and placement.plan.mode != "full" else None
-        engine.speed = apply_fast(engine.pipe, options.fast, gguf_mode=options.gguf_mode, offload=offload)
+        if options.fast == "fp8" and policy is None:  # one bf16 calibration generation (or its cache) first
+            from .speed.fp8_policy import for_engine
+
+            policy = for_engine(engine, options.fp8_budget, offload)
+        engine.speed = apply_fast(engine.pipe, options.fast, gguf_mode=options.gguf_mode, offload=offload,
+                                  fp8_policy=policy)
+        if any(f.name == "fp8" and f.on for f in engine.speed):
+            engine.fp8_policy = policy
     return engine

@@ -113,3 +113,42 @@ def test_a_retry_skips_steps_that_cannot_fit():
     plan = type(plan)(**{**plan.to_dict(), "budget_gb": 16.0})
     lower = next_lower(plan)
     assert (lower.mode, lower.text_encoder, lower.vae_tiling) == ("full", "stream", True)
+
+
+@pytest.mark.parametrize("free, available, want", [
+    (14, BF16, ("full", "fp8", "stream", False)),  # bf16 would be group-offloaded here
+    (12, BF16, ("full", "fp8", "stream", False)),
+    (12, ALL, ("full", "fp8", "stream", False)),  # the user's own bf16 weights in FP8 before a Q8 file
+    (24, BF16, ("full", "bf16", "gpu", True)),  # bf16 fits resident: --fp8 converts it in place, as before
+    (9, BF16, ("group-offload", "bf16", "stream", False)),  # even FP8 does not fit
+])
+def test_auto_with_fp8_keeps_an_fp8_transformer_resident_on_12_to_16_gb(free, available, want):
+    plan = choose(free, 1.0, "auto", None, available, fp8=True)
+    assert (plan.mode, plan.quant, plan.text_encoder, plan.vae_tiling) == want
+    assert plan.fits and plan.peak_gb + defaults.MEMORY_HEADROOM_GB <= free
+    if plan.quant == "fp8":
+        assert "FP8 block GEMMs while placing (6.3 GB instead of 12.3 GB bf16" in plan.reason
+    # without --fp8 nothing changes
+    assert choose(free, 1.0, "auto", None, available).quant != "fp8"
+
+
+def test_fp8_only_where_auto_picks_and_the_weights_are_bf16():
+    assert choose(14, 1.0, "group-offload", None, BF16, fp8=True).quant == "bf16"  # a typed mode is kept
+    assert choose(14, 1.0, "auto", "q8", ALL, fp8=True).quant == "q8"  # a typed GGUF is kept
+    assert choose(14, 1.0, "auto", "bf16", BF16, fp8=True).quant == "fp8"
+
+
+def test_fp8_transformer_size_is_the_models_own_count():
+    torch = pytest.importorskip("torch")
+    from diffusers import ZImageTransformer2DModel
+
+    from zturbo.models import published
+    from zturbo.speed.fp8 import is_fp8_linear
+
+    with torch.device("meta"):
+        model = ZImageTransformer2DModel.from_config(published.TRANSFORMER)
+    gemms = {n: m for n, m in model.named_modules() if is_fp8_linear(m, n)}
+    in_fp8 = {id(m.weight) for m in gemms.values()}
+    fp8_bytes = sum(m.weight.numel() + 4 * m.out_features for m in gemms.values())
+    bf16_bytes = sum(2 * p.numel() for p in model.parameters() if id(p) not in in_fp8)
+    assert (fp8_bytes + bf16_bytes) / 1e9 == pytest.approx(defaults.FP8_TRANSFORMER_GB, abs=0.01)

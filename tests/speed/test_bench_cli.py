@@ -26,13 +26,39 @@ def test_summary_and_table_name_speedups_and_errors():
     assert "x stock" in t.splitlines()[0] and "RuntimeError: broken" in t
 
 
-def test_quality_on_tiny_cpu_writes_json(tmp_path):
+def test_quality_on_tiny_cpu_writes_json(tmp_path, capsys):
     out = tmp_path / "q.json"
     assert main(["bench", "--quality", "--tiny", "--device", "cpu", "--sizes", "64x64", "--prompts", "1",
                  "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert res["images"][0]["psnr_db"] == 99.0 and res["images"][0]["ssim"] == 1.0  # on a CPU --fast changes nothing
-    assert any(s.startswith("compile: off") for s in res["candidate"]["speed"])
+    assert set(res["tiers"]) == {"fp8", "fp8-all"}  # the default: the calibrated policy beside all-FP8
+    for tier in res["tiers"].values():
+        assert tier["images"][0]["psnr_db"] == 99.0 and tier["images"][0]["ssim"] == 1.0  # a CPU runs no FP8
+        assert any(s.startswith("compile: off") for s in tier["speed"]) and tier["fp8_policy"] is None
+    assert "fp8: off (no CUDA GPU" in capsys.readouterr().out  # says why nothing changed
+
+
+def test_quality_prints_the_per_gemm_error_table_of_the_calibrated_tier(tmp_path, capsys, monkeypatch):
+    from test_fp8_policy import _pretend_fp8_runs
+
+    _pretend_fp8_runs(monkeypatch)
+    out = tmp_path / "q.json"
+    assert main(["bench", "--quality", "--tiny", "--device", "cpu", "--sizes", "64x64", "--prompts", "1",
+                 "--tier", "fp8,fp8-all", "--fp8-budget", "0.03", "--top", "3", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    policy = res["tiers"]["fp8"]["fp8_policy"]
+    assert policy["budget"] == 0.03 and policy["kept_bf16"]
+    assert res["tiers"]["fp8-all"]["fp8_policy"]["budget"] == "all"
+    text = capsys.readouterr().out
+    assert "FP8 error per block GEMM (calibration on these weights, top 3 of 8)" in text
+    rows = [line for line in text.splitlines() if line.startswith("  ") and "%" in line]
+    assert len(rows) == 3 and "bf16" in rows[0] and policy["kept_bf16"][0] in rows[0]  # the worst first, kept
+
+
+def test_quality_bad_tier_is_named(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--quality", "--tiny", "--tier", "fp8,fp4"])
+    assert exit_.value.code == 2 and "unknown tier fp4: choose from fast,fp8,fp8-all" in capsys.readouterr().err
 
 
 def test_bench_without_a_gpu_says_so_instead_of_loading_the_full_model(capsys, monkeypatch):

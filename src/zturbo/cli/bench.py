@@ -10,7 +10,8 @@ DESCRIPTION = """Time Z-Image-Turbo on this GPU, stock diffusers against zturbo,
 Random weights of the real architecture time exactly like the released checkpoint, so nothing is
 downloaded. Variants: stock (bf16, SDPA), plain (zturbo without --fast:
 the same diffusers call through the engine), stock-q8 (Q8_0 GGUF dequantised on the fly: the article's
-recipe), fast (--fast: the lossless tier, bf16), fp8 (--fp8: + FP8 GEMMs, lossy), q8-fp8 (--gguf-mode fp8 --fp8).
+recipe), fast (--fast: the lossless tier, bf16), fp8 (+ every block GEMM in FP8, lossy: --fp8 --fp8-budget
+all; bench/fp8_policy.py times the calibrated policy), q8-fp8 (--gguf-mode fp8 --fp8).
 Each: prompt -> PNG seconds (median), first-call (compile) seconds, DiT seconds per pass, TFLOP/s
 against the matmul ceilings measured in the same run, peak and transformer memory, and the relative
 error of the final latents against stock bf16. Plus images/s at batch 1/2/4 and a cold vs warm
@@ -20,7 +21,9 @@ examples:
   zturbo bench --json bench/speed_H100.json
   zturbo bench --sizes 1024x1024 --variants stock,fast,fp8 --repeats 5
   zturbo bench --tiny --device cpu --sizes 64x64 --repeats 1   # smoke run of the harness
-  zturbo bench --quality --sizes 1024x1024                      # PSNR/SSIM of --fp8 vs bf16 (real weights)
+  zturbo bench --quality --sizes 1024x1024                      # PSNR/SSIM of --fp8 (calibrated, and all-FP8)
+                                                                # vs bf16 on your weights + per-GEMM FP8 errors
+  zturbo bench --quality --tier fp8 --fp8-budget 0.03           # a tighter budget: more GEMMs kept bf16
   zturbo bench --quality --tier fast                            # the lossless tier vs bf16 eager
   zturbo bench --quality --quant q8 --gguf-mode fp8             # the Q8 file via FP8 vs bf16"""
 
@@ -28,6 +31,7 @@ examples:
 from .. import defaults, geometry
 from ..defaults import BENCH_VARIANTS as VARIANTS
 from ..errors import InvalidParams
+from .common import fp8_budget_arg
 
 
 def _sizes(text: str) -> list[tuple[int, int]]:
@@ -43,6 +47,16 @@ def _variants(text: str) -> list[str]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"unknown variant {', '.join(unknown) or repr(text)}: "
                                          f"choose from {','.join(VARIANTS)}")
+    return names
+
+
+def _tiers(text: str) -> list[str]:
+    from ..benchmark.quality import TIERS
+
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in names if x not in TIERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown tier {', '.join(unknown) or repr(text)}: choose from {','.join(TIERS)}")
     return names
 
 
@@ -70,8 +84,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--gguf", metavar="PATH", default=None, help="a local GGUF transformer for the candidate")
     q.add_argument("--gguf-mode", choices=defaults.GGUF_MODES, default=None, help="see zturbo generate --help")
     q.add_argument("--prompts", type=int, default=3, help="how many of the built-in prompts (1..3)")
-    q.add_argument("--tier", choices=("fast", "fp8"), default="fp8",
-                   help="the candidate: fast = --fast (lossless, bf16), fp8 = --fp8 (default: the lossy one)")
+    q.add_argument("--tier", type=_tiers, default=["fp8", "fp8-all"],
+                   help="comma-separated candidates, each against bf16 eager: fast = --fast (lossless, bf16), fp8 = "
+                        "--fp8 (the calibrated policy at --fp8-budget), fp8-all = every block GEMM FP8, uncalibrated "
+                        "(default fp8,fp8-all: what the calibration buys)")
+    q.add_argument("--fp8-budget", metavar="B", type=fp8_budget_arg, default=None,
+                   help=f"the fp8 tier's budget (default {defaults.FP8_BUDGET:g}; see zturbo generate --help)")
+    q.add_argument("--top", type=int, default=10, metavar="N",
+                   help="rows of the per-GEMM FP8 error table printed for the fp8 tier (default 10)")
     p.add_argument("--probe", choices=("fp8", "bf16"), default=None, help=argparse.SUPPRESS)
     p.add_argument("--cap", type=int, default=160, help=argparse.SUPPRESS)
 

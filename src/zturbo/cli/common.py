@@ -34,7 +34,13 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "offloads the transformer")
     g.add_argument("--fp8", action="store_true",
                    help="--fast plus FP8 GEMMs on sm_89+ (torchao): faster, but LOSSY: the images change. A trade "
-                        "you choose; zturbo bench --quality measures it on your weights")
+                        "you choose. Calibrated: one bf16 generation on your weights (cached by their hash) measures "
+                        "each block GEMM's FP8 error; the most sensitive stay bf16 (see --fp8-budget). zturbo bench "
+                        "--quality measures the images' PSNR/SSIM against bf16")
+    g.add_argument("--fp8-budget", metavar="B|all", type=fp8_budget_arg, default=None,
+                   help=f"with --fp8: the mean relative FP8 output error allowed over the block GEMMs (a GEMM kept "
+                        f"bf16 counts 0); default {defaults.FP8_BUDGET:g} = {defaults.FP8_BUDGET * 100:g}%%. Smaller keeps "
+                        f"more in bf16 (closer to bf16, slower); 'all' = every block GEMM FP8, uncalibrated")
     g.add_argument("--gguf-mode", choices=defaults.GGUF_MODES, default=None,
                    help="GGUF transformer: ondemand = dequantise in every forward (stock diffusers), bf16 / fp8 = "
                         "dequantise once at load (fp8: about the file's memory at FP8 speed, lossy). Default: auto "
@@ -44,6 +50,16 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "for several. Layouts of diffusers/peft, kohya, ComfyUI, DiffSynth and ai-toolkit load; "
                         "merged into the weights at load (free per pass; a new scale means a new load). Pickled "
                         ".pt/.ckpt files are refused")
+
+
+def fp8_budget_arg(value: str):
+    from ..errors import InvalidParams
+    from ..loading import parse_fp8_budget
+
+    try:
+        return parse_fp8_budget(value)
+    except InvalidParams as exc:  # argparse names the option itself
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--fp8-budget ")) from None
 
 
 def _lora_arg(value: str) -> tuple[str, float]:
@@ -63,7 +79,7 @@ def load_options(args: argparse.Namespace, **changes):
 
     fields = dict(model=args.model, quant=args.quant, gguf=args.gguf, device=args.device, memory=args.memory,
                   vram_budget_gb=args.vram_budget, fast="fp8" if args.fp8 else "lossless" if args.fast else None,
-                  gguf_mode=args.gguf_mode, loras=tuple(args.lora or ()))
+                  gguf_mode=args.gguf_mode, loras=tuple(args.lora or ()), fp8_budget=getattr(args, "fp8_budget", None))
     return LoadOptions(**{**fields, **changes})
 
 

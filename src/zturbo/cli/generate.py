@@ -23,7 +23,9 @@ examples:
   zturbo generate "a city at night" --aspect 16:9 --megapixels 1.0 --num-images 4
   zturbo generate "a red fox" --quant q8                # the article's Q8 GGUF
   zturbo generate "a red fox" --fast                    # lossless: compile, fused blocks, CUDA graphs (GPU)
-  zturbo generate "a red fox" --fp8                     # + FP8 GEMMs: faster, lossy (a trade you choose)
+  zturbo generate "a red fox" --fp8                     # + FP8 GEMMs: faster, lossy (a trade you choose),
+                                                        # calibrated on your weights (once, cached)
+  zturbo generate "a red fox" --fp8 --fp8-budget 0.03   # more GEMMs kept bf16: closer to bf16, slower
   zturbo generate "a red fox" --quant q8 --gguf-mode fp8  # Q8 file at FP8 speed, ~its own memory (lossy)
   zturbo generate "a red fox" --model tiny -o fox.png   # offline demo model (noise by design)
   zturbo generate "a red fox" --model tiny --quant q8   # offline GGUF path: a tiny Q8_0 file written on the fly
@@ -130,6 +132,11 @@ def build_params(args) -> tuple[GenerationParams, dict]:
                 model_opts.update(quant=None, gguf=m.get("weights_file"))
             elif quant in ("fp32", "fp16"):  # unquantised weights (the tiny model's float32): --quant bf16's load
                 model_opts.update(quant="bf16")
+        policy = recipe.get("fp8_policy")
+        if policy and not args.fast:  # made with --fp8 (lossy): reproduce it with --fp8 at the same budget
+            model_opts["fast"] = "fp8"
+            if args.fp8_budget is None:
+                model_opts["fp8_budget"] = policy.get("budget")
         if args.lora is None and recipe.get("loras"):  # the same LoRA files, unless --lora names others
             from ..lora import from_recipe
 

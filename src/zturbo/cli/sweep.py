@@ -81,7 +81,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     k.add_argument("--ladder-base", default=None, metavar="WxH",
                    help="the resolution ladder's base box, times n = 3..8 (default 256x144)")
     k.add_argument("--quants", default=None, metavar="Q1,Q2",
-                   help=f"the quant experiment's precisions (default {','.join(defaults.SWEEP_QUANTS)})")
+                   help=f"the quant experiment's precisions (default {','.join(defaults.SWEEP_QUANTS)}); add "
+                        f"fp8 (--fp8's calibrated policy) and fp8-all (every block GEMM FP8) to see FP8's cost beside "
+                        f"them (a GPU with sm_89+; elsewhere those items are not made, and the sweep says why)")
     k.add_argument("--rng", choices=("cuda", "cpu"), default=None, help="where the starting noise is drawn")
     k.add_argument("--upscaler", default=None, metavar="FILE",
                    help="the upscale experiment's model (.safetensors/.pth; see zturbo upscale)")
@@ -302,6 +304,10 @@ def run(args) -> int:
             load = dataclasses.replace(load, loras=((load.loras[0][0], lora_scale),))
         if loras is not None:  # a lora axis's value: its files (none: the base model), fused at load
             load = dataclasses.replace(load, loras=loras)
+        if quant in defaults.SWEEP_FP8_TIERS:
+            from ..speed.fp8_policy import require_fp8
+
+            return require_fp8(load, lambda: load_engine(load, args.quiet))
         return load_engine(load, args.quiet)
 
     try:

@@ -21,7 +21,8 @@ TEXT_ENCODER_PLACES = ("gpu", "stream", "offload", "sequential")
 @dataclasses.dataclass(frozen=True)
 class Plan:
     mode: str  # one of defaults.MEMORY_MODES
-    quant: str  # transformer precision: bf16 | q8 | q4 | q2 | gguf (a --gguf file)
+    quant: str  # transformer precision: bf16 | q8 | q4 | q2 | gguf (a --gguf file) | fp8 (bf16 weights put on
+    # the GPU as FP8 block GEMMs while placing: --fp8 where bf16 would not fit resident)
     text_encoder: str  # one of TEXT_ENCODER_PLACES
     vae_tiling: bool
     peak_gb: float | None  # estimated peak GPU memory (None: not on a GPU)
@@ -39,13 +40,15 @@ class Plan:
 
 
 def _weights_gb(quant: str) -> float:
+    if quant == "fp8":
+        return d.FP8_TRANSFORMER_GB
     return d.WEIGHTS_GB.get(quant, d.WEIGHTS_GB["q8"])  # an unknown --gguf file: assume Q8's size
 
 
 def estimate_peak_gb(mode: str, quant: str, text_encoder: str, vae_tiling: bool, megapixels: float) -> float:
     """Estimated peak GPU memory of one image, weights included, headroom excluded."""
     dit_w = _weights_gb(quant)
-    dit_act = d.DIT_ACTIVATIONS_GB_PER_MP * megapixels + (0.0 if quant == "bf16" else d.GGUF_DEQUANT_GB)
+    dit_act = d.DIT_ACTIVATIONS_GB_PER_MP * megapixels + (0.0 if quant in ("bf16", "fp8") else d.GGUF_DEQUANT_GB)
     decode = d.VAE_TILED_DECODE_GB if vae_tiling else d.VAE_DECODE_GB_PER_MP * megapixels
     if mode == "full":
         resident = dit_w + d.VAE_GB + (d.TEXT_ENCODER_GB if text_encoder == "gpu" else 0.0)
@@ -85,12 +88,15 @@ def choose(
     quant: str | None = None,
     available: tuple[str, ...] = ("bf16",),
     capped: bool = False,
+    fp8: bool = False,
 ) -> Plan:
     """Pick the fastest option whose estimated peak (+ headroom) fits in `budget_gb`.
 
     budget_gb None means no GPU: a no-op plan. `quant` None lets auto pick among the precisions in
     `available` (those on disk); an explicit quant is kept. An explicit `memory` mode is kept; only
-    the text encoder's placement and VAE tiling are then chosen.
+    the text encoder's placement and VAE tiling are then chosen. `fp8` (the user asked for --fp8 and FP8 runs
+    here): under auto, where bf16 weights do not fit resident, place the transformer as FP8 (half the bytes)
+    before a GGUF or group offload.
     """
     if memory not in d.MEMORY_CHOICES:
         raise InvalidParams(f"--memory must be one of {', '.join(d.MEMORY_CHOICES)}, got {memory!r}")
@@ -107,6 +113,8 @@ def choose(
         ladder = [(m, quant) for m in ("full", "group-offload", "sequential")]
     else:
         ladder = [(memory, quant or "bf16")]
+    if fp8 and memory == "auto" and quant in (None, "bf16") and ("full", "bf16") in ladder:
+        ladder.insert(ladder.index(("full", "bf16")) + 1, ("full", "fp8"))
     room = budget_gb - d.MEMORY_HEADROOM_GB
     tried: list[str] = []
     for mode, q in ladder:
@@ -115,6 +123,10 @@ def choose(
             if peak <= room:
                 why = f"{plan.label}: needs ~{_fmt(peak + d.MEMORY_HEADROOM_GB)} of the {_fmt(budget_gb)} " \
                       f"{'allowed' if capped else 'free'} for {megapixels:g} MP"
+                if q == "fp8":
+                    why += (f"; --fp8: the transformer goes to the GPU as FP8 block GEMMs while placing "
+                            f"({d.FP8_TRANSFORMER_GB:.1f} GB instead of {d.WEIGHTS_GB['bf16']:.1f} GB bf16; the GEMMs the "
+                            f"policy keeps bf16 add theirs), calibrated first with it streamed")
                 if tried:
                     why += f"; faster options need more ({'; '.join(tried[:3])})"
                 missing = [q2 for q2 in d.AUTO_QUANTS if q2 not in available and q2 != "bf16"]

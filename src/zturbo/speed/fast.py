@@ -81,6 +81,21 @@ def pick_attention_backend(device: torch.device, backends=defaults.ATTENTION_BAC
     return "native", "SDPA (torch's own choice of kernel)" + (f"; not available: {', '.join(skipped)}" if skipped else "")
 
 
+def fp8_blocker(pipe, offload: str | None = None) -> str | None:
+    """None if apply_fast's fp8 tier would put the transformer's block GEMMs in FP8 here, else why not."""
+    tr = pipe.transformer
+    if offload:
+        return f"the transformer is offloaded (--memory {offload}); FP8 GEMMs need it resident"
+    why = _fp8_why_not(_device(pipe))
+    if is_gguf(tr):
+        return "the transformer is a GGUF dequantised on the fly; use --gguf-mode fp8"
+    if why is None and tr.dtype != torch.bfloat16:
+        # torchao's float8 path and our bench numbers are for bf16 models (every published one);
+        # the tiny demo model loads in float32 unless asked otherwise
+        return f"the transformer is {str(tr.dtype).removeprefix('torch.')}; FP8 GEMMs are set up for bf16 weights"
+    return why
+
+
 def compiled(features) -> bool:
     """Did apply_fast compile the blocks (its `compile` feature is on)?"""
     return any(f.name == "compile" and f.on for f in features)
@@ -97,13 +112,14 @@ def _compiled(module: torch.nn.Module) -> bool:
 
 def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None, *, compile: bool = True,
                attention: bool = True, compile_vae: bool = False, rewrite: bool = True, graphs: bool = True,
-               offload: str | None = None) -> list[Feature]:
+               offload: str | None = None, fp8_policy=None) -> list[Feature]:
     """Make `pipe` (a ZImagePipeline on its device) fast in place; returns what was turned on.
 
     `tier` "lossless": bf16 compute, equal to plain within bf16 rounding; "fp8": + FP8 GEMMs (lossy, chosen
     by the user); None: only `gguf_mode` acts (a GGUF transformer dequantised once at load). `offload` names
     the memory mode when the transformer is not resident on the GPU: then nothing is compiled. On a CPU
-    nothing is compiled or quantised, and the report says why.
+    nothing is compiled or quantised, and the report says why. `fp8_policy` (speed.fp8_policy.Fp8Policy, as
+    zturbo.load calibrates it) picks which block GEMMs go to FP8; None: all of them (uncalibrated, said so).
 
     The blocks compile with dynamic shapes: one compile serves every image size (measured on an H200 over
     the article's 24 shapes: no recompile per size, per-pass speed equal to a static compile); a batch of 2
@@ -144,21 +160,19 @@ def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None
             tr.set_attention_backend(name)
         out.append(Feature("attention", True, detail))  # on: the fastest working backend was picked
     if fp8:
-        why = _fp8_why_not(device)
-        if is_gguf(tr):
-            why = "the transformer is a GGUF dequantised on the fly; use --gguf-mode fp8"
-        elif why is None and tr.dtype != torch.bfloat16:
-            # torchao's float8 path and our bench numbers are for bf16 models (every published one);
-            # the tiny demo model loads in float32 unless asked otherwise
-            why = f"the transformer is {str(tr.dtype).removeprefix('torch.')}; FP8 GEMMs are set up for bf16 weights"
+        why = fp8_blocker(pipe)
         already = any(type(m.weight).__name__ != "Parameter" for n, m in tr.named_modules()
                       if fp8_mod.is_fp8_linear(m, n))
         if why is None and not already:
-            n = fp8_mod.quantize_fp8(tr)
+            n = fp8_mod.quantize_fp8(tr, policy=fp8_policy)
+            which = fp8_policy.summary() if fp8_policy is not None else \
+                "every block GEMM, uncalibrated (no FP8 policy was given)"
             out.append(Feature("fp8", True, f"{n} block matrices in FP8 (torchao dynamic row-wise); embedders, "
-                                            "norms, modulation and final layer bf16"))
+                                            f"norms, modulation and final layer bf16; {which}"))
         else:
-            out.append(Feature("fp8", already, "already FP8 (from --gguf-mode fp8)" if already else why))
+            placed = f"placed as FP8 while loading (--memory auto); {fp8_policy.summary()}" if fp8_policy else \
+                "already FP8 (from --gguf-mode fp8)"
+            out.append(Feature("fp8", already, placed if already else why))
     if compile:
         # Inductor reads its cache folder from the environment only: set it (for this process) before the
         # first compile, so that every zturbo process reuses the FX-graph and AOTAutograd caches and a second

@@ -35,20 +35,23 @@ def torchao_available() -> str | None:
     return None
 
 
-def quantize_fp8(module: torch.nn.Module, prefix: str = "") -> int:
-    """Swap the FP8-eligible Linears under `module` (named `prefix` + fqn in the transformer) in place."""
+def quantize_fp8(module: torch.nn.Module, prefix: str = "", policy=None) -> int:
+    """Swap the FP8-eligible Linears under `module` (named `prefix` + fqn in the transformer) in place; with a
+    `policy` (fp8_policy.Fp8Policy) only those it puts in FP8 (the rest stay bf16)."""
+    names = [n for n, m in module.named_modules() if is_fp8_linear(m, prefix + n)
+             and (policy is None or policy.is_fp8(prefix + n))]
+    if not names:
+        return 0
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
-    names = [n for n, m in module.named_modules() if is_fp8_linear(m, prefix + n)]
-    if names:
-        wanted = set(names)
-        config = Float8DynamicActivationFloat8WeightConfig(
-            granularity=PerRow(),
-            # an all-zero activation row (padding) would get scale 0 and turn into NaN: floor its max
-            activation_value_lb=defaults.FP8_ACTIVATION_AMAX_FLOOR,
-            # torchao's default turns on Inductor's coordinate-descent tuning, which took compile
-            # past 5 minutes on an H200 (bench/speed_H200.json); the default Inductor settings suffice
-            set_inductor_config=False,
-        )
-        quantize_(module, config, filter_fn=lambda m, fqn: fqn in wanted)
+    wanted = set(names)
+    config = Float8DynamicActivationFloat8WeightConfig(
+        granularity=PerRow(),
+        # an all-zero activation row (padding) would get scale 0 and turn into NaN: floor its max
+        activation_value_lb=defaults.FP8_ACTIVATION_AMAX_FLOOR,
+        # torchao's default turns on Inductor's coordinate-descent tuning, which took compile
+        # past 5 minutes on an H200 (bench/speed_H200.json); the default Inductor settings suffice
+        set_inductor_config=False,
+    )
+    quantize_(module, config, filter_fn=lambda m, fqn: fqn in wanted)
     return len(names)

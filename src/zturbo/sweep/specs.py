@@ -216,8 +216,8 @@ def article_experiments(names: list[str], settings: ArticleSettings | None = Non
     """The named experiments (`all` = the six), in the article's order."""
     settings = settings or ArticleSettings()
     for q in settings.quants:
-        if q not in defaults.QUANTS:
-            raise InvalidParams(f"quant {q!r} is not one of {', '.join(defaults.QUANTS)}")
+        if q not in defaults.SWEEP_QUANT_CHOICES:
+            raise InvalidParams(f"quant {q!r} is not one of {', '.join(defaults.SWEEP_QUANT_CHOICES)}")
     chosen = _check(names)
     base = [BUILDERS[n](settings) for n in chosen if n in BUILDERS]
     if "quant" in chosen:
