@@ -189,11 +189,13 @@ def write_copy(item: InputImage, target: str | os.PathLike) -> Path:
     return write_bytes_atomic(dest, item.data)
 
 
-def recipe_inputs(recipe: dict[str, Any], png: str | os.PathLike) -> dict[str, str]:
+def recipe_inputs(recipe: dict[str, Any], png: str | os.PathLike, skip=()) -> dict[str, str]:
     """The input files a recipe needs, found by sha256: the copy beside `png` first, then the original path.
-    Returns {role: path}; a recipe without inputs gives {}."""
+    Returns {role: path}; a recipe without inputs gives {}. Roles in `skip` (given anew) are not looked for."""
     found = {}
     for role, rec in (recipe.get("inputs") or {}).items():
+        if role in skip:
+            continue
         want = rec.get("sha256")
         candidates = []
         if rec.get("file"):

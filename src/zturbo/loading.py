@@ -90,10 +90,10 @@ class LoadOptions:
             from .controlnet import check_file
 
             set_("controlnet", os.fspath(self.controlnet))
-            if (self.controlnet == defaults.TINY_MODEL) != self.is_tiny:
-                raise InvalidParams("--controlnet tiny goes with --model tiny (and the tiny model takes no other "
-                                    "ControlNet): give both, or a Fun-Controlnet-Union file with the real model")
             check_file(self.controlnet)
+            if self.controlnet == defaults.TINY_MODEL and not self.is_tiny:
+                raise InvalidParams("--controlnet tiny is the tiny model's ControlNet: give --model tiny too, or a "
+                                    "Fun-Controlnet-Union .safetensors file")
             if self.fast or self.gguf_mode not in (None, "ondemand"):
                 raise InvalidParams(CONTROLNET_WITH_SPEED)
         if self.loras and (self.gguf or self.quant in defaults.GGUF_FILES) and self.speeds_up_gguf:
