@@ -203,7 +203,7 @@ class Engine:
     ) -> Result:
         """`num_images` images with seeds S..S+N-1, each one equal to generating that seed alone."""
         seeds = seed_series(params.seed, num_images)  # S..S+N-1; past 2^64-1 is an error, never a wrap
-        self._check_controlnet(params)
+        self.check_controlnet(params)
         images, all_params, recipes, warnings, inputs = [], [], [], list(params.notes()), []
         for i, seed in enumerate(seeds):
             p = params if i == 0 else params.replace(seed=seed)
@@ -392,7 +392,7 @@ class Engine:
         return edit
 
 
-    def _check_controlnet(self, params: GenerationParams) -> None:
+    def check_controlnet(self, params: GenerationParams) -> None:
         """A control image needs a ControlNet, and a loaded ControlNet needs a control image (it would silently
         do nothing); inpainting with one needs the 33-channel Union 2.0/2.1 (diffusers refuses 1.0)."""
         if params.control_image is not None and self.controlnet is None:

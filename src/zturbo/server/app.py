@@ -224,8 +224,10 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
                                      "their images stay in /api/history)")
         return job
 
-    def submit(req, image: str | None = None, mask: str | None = None) -> Any:
-        params, n = to_params(req, max_megapixels, image, mask)
+    def submit(req, image: str | None = None, mask: str | None = None, control: str | None = None) -> Any:
+        params, n = to_params(req, max_megapixels, image, mask, control)
+        if hasattr(engine, "check_controlnet"):  # a ControlNet and a control image go together: 422, never a failed job
+            engine.check_controlnet(params)
         device = getattr(engine, "device", None)
         if params.rng == "cuda" and device is not None and device.type != "cuda":
             raise InvalidParams(f"rng 'cuda' needs a CUDA device; this server runs on {device.type}: use rng 'cpu'")
@@ -264,7 +266,8 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     async def create_job(req: JobRequest):
         image = None if req.image is None else uploads.resolve(out_dir, req.image, "image")
         mask = None if req.mask is None else uploads.resolve(out_dir, req.mask, "mask")
-        return submit(req, image, mask).view()
+        control = None if req.control_image is None else uploads.resolve(out_dir, req.control_image, "control_image")
+        return submit(req, image, mask, control).view()
 
     def multipart(request: Request, max_files: int, field: str):
         if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
@@ -285,14 +288,14 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
         data = await uploads.read_capped(files[0], role, max_upload)
         return str(await run_in_threadpool(uploads.store, out_dir, data, role))
 
-    @app.post("/api/uploads", summary="Store an input image or mask for /api/jobs (multipart: file, role)",
-              openapi_extra=upload_doc("file", role="'image' (default) or 'mask' (a mask with transparency "
-                                                    "is converted: transparent = repaint)"))
+    @app.post("/api/uploads", summary="Store an input image, mask or control image for /api/jobs (multipart: file, role)",
+              openapi_extra=upload_doc("file", role="'image' (default), 'mask' (a mask with transparency "
+                                                    "is converted: transparent = repaint) or 'control'"))
     async def create_upload(request: Request):
         async with multipart(request, 1, "file") as form:
             role = form.get("role", "image")
             if role not in ROLES:
-                raise InvalidParams(f"role must be image or mask, got {reprlib.repr(role)}")
+                raise InvalidParams(f"role must be image, mask or control, got {reprlib.repr(role)}")
             path = Path(await upload(out_dir, form, ("file",), role, True))
         return {"name": path.name, "role": role, "sha256": path.stem, "bytes": path.stat().st_size}
 
