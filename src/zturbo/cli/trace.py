@@ -21,6 +21,7 @@ examples:
   zturbo trace                                      # the article's robot prompt, 1024x1024
   zturbo trace "a red fox in the snow" --seed 7 --out trace-fox   # + trace.json, filmstrip.png, trace.html
   zturbo trace --model tiny --size 64x64 --json     # offline demo model, JSON for machines
+  zturbo trace --model tiny --controlnet tiny --control edges.png   # + the ControlNet branch (stage 7c)
 
 --out DIR writes trace.json, filmstrip.png (the model's clean-image estimate after every pass,
 decoded), image.png and a self-contained trace.html."""
@@ -30,12 +31,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", nargs="?", default=defaults.TRACE_PROMPT,
                    help="the prompt (default: the first line of the article's robot prompt)")
     g = p.add_argument_group("knobs")
-    g.add_argument("--size", default=f"{defaults.WIDTH}x{defaults.HEIGHT}", metavar="WxH",
-                   help=f"image size (default {defaults.WIDTH}x{defaults.HEIGHT})")
+    g.add_argument("--size", default=None, metavar="WxH",
+                   help=f"image size (default {defaults.WIDTH}x{defaults.HEIGHT}, or the --control image's)")
     g.add_argument("--seed", default="42", help="0..2^64-1 (default 42, the article's)")
     g.add_argument("--steps", type=int, default=defaults.STEPS, help=f"transformer passes (default {defaults.STEPS})")
     g.add_argument("--guidance", type=float, default=defaults.GUIDANCE, help=f"CFG scale (default {defaults.GUIDANCE:g})")
     g.add_argument("--rng", choices=("cuda", "cpu"), default=None, help="where the noise is drawn (default: the GPU if any)")
+    c = p.add_argument_group("ControlNet (with --controlnet FILE): the control branch is shown as stage 7c")
+    c.add_argument("--control", metavar="IMG", default=None, help="the control image (the output takes its size)")
+    c.add_argument("--control-scale", type=float, default=None, metavar="C",
+                   help=f"0..{defaults.CONTROL_SCALE_MAX:g} (default {defaults.CONTROL_SCALE:g})")
+    c.add_argument("--control-type", choices=defaults.CONTROL_TYPES, default=None, help="none (default) or canny")
     add_model_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", default=None, help="write trace.json, filmstrip.png, image.png, trace.html here")
@@ -47,9 +53,16 @@ def run(args) -> int:
     from ..trace import run_trace
     from ..trace_report import render_table, write_trace
 
-    width, height = geometry.parse_size(args.size)
+    from ..errors import InvalidParams
+
+    size_given = args.size is not None
+    width, height = geometry.parse_size(args.size) if size_given else (None, None)
     params = GenerationParams(prompt=args.prompt, seed=args.seed, width=width, height=height,
-                              steps=args.steps, guidance=args.guidance, rng=args.rng)
+                              steps=args.steps, guidance=args.guidance, rng=args.rng, control_image=args.control,
+                              control_scale=args.control_scale, control_type=args.control_type)
+    if (params.control_image is None) != (args.controlnet is None):
+        raise InvalidParams("--control needs --controlnet FILE" if args.controlnet is None
+                            else "--controlnet acts only through a control image: give --control IMG too")
     engine = load_engine(load_options(args), args.quiet or args.json)
     trace, previews, image = run_trace(engine, params)
     if args.out:
