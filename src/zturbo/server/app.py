@@ -203,6 +203,8 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     async def _schema(_, exc):
         fields = list(JobRequest.model_fields)
         parts = list(dict.fromkeys(schema_message(e, fields) for e in exc.errors()))
+        listed = f" (the fields are {', '.join(fields)})"  # said once: several unknown fields stay one short line
+        parts = parts[:1] + [p.removesuffix(listed) for p in parts[1:]]
         if len(parts) > MAX_ERRORS_SAID:  # a body of 10,000 unknown fields gets one line, not 10,000
             parts = parts[:MAX_ERRORS_SAID] + [f"and {len(parts) - MAX_ERRORS_SAID} more"]
         return error(422, "; ".join(parts) or "invalid request", "invalid_request_error")
@@ -295,7 +297,8 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
         async with multipart(request, 1, "file") as form:
             role = form.get("role", "image")
             if role not in ROLES:
-                raise InvalidParams(f"role must be image, mask or control, got {reprlib.repr(role)}")
+                raise InvalidParams(f"role must be image or mask, or control (a ControlNet's control image), "
+                                    f"got {reprlib.repr(role)}")
             path = Path(await upload(out_dir, form, ("file",), role, True))
         return {"name": path.name, "role": role, "sha256": path.stem, "bytes": path.stat().st_size}
 
