@@ -196,6 +196,12 @@ def load(options: LoadOptions | None = None, **fields: Any):
         placement.plan = dataclasses.replace(lower, reason=f"{lower.label}: {plan.label} ran out of memory "
                                                            f"while loading ({plan.reason})")
     log.info("memory: %s", placement.plan.reason)
+    if controlnet is not None and placement.on_gpu and placement.plan.mode in ("model-offload", "group-offload"):
+        # the ControlNet calls the transformer's embedders and refiners itself, outside the transformer's forward,
+        # which is where these two modes move them to the GPU
+        raise InvalidParams(f"--controlnet cannot run in {placement.plan.label} (it calls the transformer's shared "
+                            "modules outside the transformer, where this offloading does not move them): use "
+                            "--memory full or --memory sequential, or a smaller --quant")
     engine = Engine(loaded, placement, options)
     engine.loras = loras
     if controlnet is not None:
