@@ -29,6 +29,8 @@ def test_control_writes_a_copy_and_from_reloads_controlnet_and_control_image(tmp
     recipe = read_recipe(out)
     assert recipe["inputs"]["control"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert recipe["controlnet"]["name"] == "tiny" and len(recipe["controlnet"]["sha256"]) == 64
+    line = Image.open(out).text["parameters"]  # A1111's ControlNet extension field
+    assert f'ControlNet 0: "Module: canny, Model: tiny [{recipe["controlnet"]["sha256"][:8]}], Weight: 0.9"' in line
     src.unlink()  # the copy beside the output is enough
     assert main(["generate", "--from", str(out), "-o", str(again), "--quiet"]) == 0
     assert same_pixels(out, again)
