@@ -115,3 +115,8 @@ def test_help_names_the_control_options(capsys):
         main(["generate", "--help"])
     out = capsys.readouterr().out
     assert all(f in out for f in ("--controlnet", "--control IMG", "--control-scale", "--control-type"))
+
+
+def test_verify_refuses_a_controlnet(capsys):
+    assert main(["verify", "--model", "tiny", "--controlnet", "tiny", "--quiet"]) == 2
+    assert "drop --controlnet" in capsys.readouterr().err
