@@ -41,7 +41,8 @@ def canny(image: Image.Image, low: float = defaults.CANNY_LOW, high: float = def
     edges = strong
     for _ in range(h * w):  # bounded: each round adds at least one pixel or stops
         q = np.pad(edges, 1)
-        grown = weak & np.any([q[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+        near = [q[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        grown = weak & np.any(near, axis=0)
         if (grown == edges).all():
             break
         edges = grown

@@ -9,8 +9,9 @@ The generate body is written as numbered stages, the article's Part 3 in code:
        skips the schedule's first steps (strength 0.6 of 8 steps = 5 passes)
   8.   decode the latents with the VAE
 Stages 3-7 run inside diffusers' own pipeline call (ZImagePipeline, or ZImageImg2ImgPipeline /
-ZImageInpaintPipeline / ZImageControlNetPipeline / ZImageControlNetInpaintPipeline built on the same modules), so zturbo's pixels equal stock diffusers' for the
-same weights, prompt, inputs and seed (tests hold us to it).
+ZImageInpaintPipeline / ZImageControlNetPipeline / ZImageControlNetInpaintPipeline built on the same
+modules), so zturbo's pixels equal stock diffusers' for the same weights, prompt, inputs and seed (tests
+hold us to it).
 """
 
 from __future__ import annotations
@@ -390,7 +391,6 @@ class Engine:
                    transformer=c["transformer"])
         edit.set_progress_bar_config(disable=True)
         return edit
-
 
     def check_controlnet(self, params: GenerationParams) -> None:
         """A control image needs a ControlNet, and a loaded ControlNet needs a control image (it would silently

@@ -185,7 +185,8 @@ def build_params(args) -> tuple[GenerationParams, dict]:
         control_image=control,
         control_scale=(args.control_scale if args.control_scale is not None
                        else base.get("control_scale") if control else None),
-        control_type=args.control_type if args.control_type is not None else base.get("control_type") if control else None,
+        control_type=(args.control_type if args.control_type is not None
+                      else base.get("control_type") if control else None),
     )
     return GenerationParams(**fields), model_opts
 
