@@ -29,6 +29,13 @@ STRENGTH = 0.6
 INPAINT_STRENGTH = 1.0
 INPUT_FORMATS = ("PNG", "JPEG", "WEBP")  # the only decoders an input image may reach (Pillow names)
 MAX_INPUT_MEGAPIXELS = 64.0  # decompression-bomb guard, checked from the header before decoding (1 MP = 1024x1024)
+# ControlNet (Fun-Controlnet-Union): diffusers' ZImageControlNetPipeline default scale; the model card works in
+# 0.65..1.0, and past 2 the hints swamp the base model's own activations (noise)
+CONTROL_SCALE = 0.75
+CONTROL_SCALE_MAX = 2.0
+CONTROL_TYPES = ("none", "canny")  # none: the control image is used as given (an edge/depth/pose map)
+CANNY_LOW, CANNY_HIGH, CANNY_BLUR = 100.0, 200.0, 1.0  # OpenCV-style thresholds on the 3x3 Sobel magnitude
+TINY_CONTROLNET_SEED = 1  # the tiny model's ControlNet weights
 
 # --- limits on input (issue 2) ---
 MIN_STEPS, MAX_STEPS = 1, 100

@@ -3,13 +3,15 @@
 The generate body is written as numbered stages, the article's Part 3 in code:
   1-2. encode the prompt (chat template, Qwen3, hidden_states[-2]); cached by prompt
   3.   draw the starting noise from the seed (on the rng device); with an input image, encode it with
-       the VAE and noise it to the first sigma that `strength` keeps (image-to-image, inpainting)
+       the VAE and noise it to the first sigma that `strength` keeps (image-to-image, inpainting); with a
+       control image, encode it with the VAE: the ControlNet turns it into hints added to the DiT's blocks
   4-7. denoise: the DiT runs one pass per step (counted by a hook, not assumed); an input image
        skips the schedule's first steps (strength 0.6 of 8 steps = 5 passes)
   8.   decode the latents with the VAE
 Stages 3-7 run inside diffusers' own pipeline call (ZImagePipeline, or ZImageImg2ImgPipeline /
-ZImageInpaintPipeline built on the same modules), so zturbo's pixels equal stock diffusers' for the
-same weights, prompt, inputs and seed (tests hold us to it).
+ZImageInpaintPipeline / ZImageControlNetPipeline / ZImageControlNetInpaintPipeline built on the same
+modules), so zturbo's pixels equal stock diffusers' for the same weights, prompt, inputs and seed (tests
+hold us to it).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class Result:
     params: list[GenerationParams]
     recipes: list[dict[str, Any]]  # what each PNG carries
     warnings: list[str]
-    inputs: list[list[InputImage]] = dataclasses.field(default_factory=list)  # per image: the input image, mask
+    inputs: list[list[InputImage]] = dataclasses.field(default_factory=list)  # per image: input image, mask, control
 
     @property
     def image(self) -> Image.Image:
@@ -82,8 +84,8 @@ class Result:
     def save(self, targets: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
         """Write each image with its recipe: one path for a one-image result, else a list of one path per
         image. Like Image.save, an existing file is replaced (the CLI asks for --overwrite first).
-        An input image and mask are copied beside each PNG (NAME.input.jpg, NAME.mask.png: the bytes as
-        given) and the recipe names the copies, so --from finds them again."""
+        An input image, mask and control image are copied beside each PNG (NAME.input.jpg, NAME.mask.png,
+        NAME.control.png: the bytes as given) and the recipe names the copies, so --from finds them again."""
         if isinstance(targets, (str, os.PathLike)):
             targets = [targets]  # not iterated: a str would be one file per character
         targets, n = list(targets), len(self.images)
@@ -139,6 +141,8 @@ class Engine:
         self._switch = None  # zturbo.lora_switch.LoraSwitch, made by the first per-call LoRA
         self._call_loras: list[dict] = []  # the per-call LoRAs of the generate() running now, for its recipes
         self.fp8_policy = None  # zturbo.speed.fp8_policy.Fp8Policy when --fp8's GEMMs are on
+        self.controlnet = None  # diffusers.ZImageControlNetModel (LoadOptions.controlnet), sharing the transformer's
+        self.controlnet_record: dict | None = None  # embedders; what every recipe says about its file
 
     @classmethod
     def load(cls, options=None, **fields: Any) -> Engine:
@@ -221,6 +225,7 @@ class Engine:
         `loras`: ((path.safetensors, scale), ...) for this call only, as unfused adapters on the loaded
         weights (each file loaded once and kept); a call without them runs the weights as loaded."""
         seeds = seed_series(params.seed, num_images)  # S..S+N-1; past 2^64-1 is an error, never a wrap
+        self.check_controlnet(params)
         if loras or self._switch is not None:
             from .lora import normalize
 
@@ -312,16 +317,24 @@ class Engine:
             )
         generator = torch.Generator(rng if rng == "cpu" else self.device).manual_seed(params.seed)
         # with an input image: its pixels, and diffusers' pipeline for the mode (the VAE encode and the
-        # noising to strength's first sigma happen in its call, from the same generator)
-        runner, extra, items = pipe, {}, []
-        if params.image is not None:
+        # noising to strength's first sigma happen in its call, from the same generator); with a control
+        # image, diffusers' ControlNet pipeline (its VAE encode of the control image happens in its call)
+        runner, extra, items = pipe, {}, {}
+        if params.image is not None or params.control_image is not None:
             t0 = time.perf_counter()
             items = read_inputs(params)
             timings["inputs"] = time.perf_counter() - t0
-            runner = self.edit_pipeline(params.mode)
-            extra = {"image": items[0].pixels, "strength": params.strength}
+            if params.control_image is not None:
+                runner = self.control_pipeline(inpaint=params.mask is not None)
+                extra = {"control_image": items["control"].pixels,
+                         "controlnet_conditioning_scale": params.control_scale}
+            else:
+                runner = self.edit_pipeline(params.mode)
+                extra = {"strength": params.strength}
+            if params.image is not None:
+                extra["image"] = items["image"].pixels
             if params.mask is not None:
-                extra["mask_image"] = items[1].pixels
+                extra["mask_image"] = items["mask"].pixels
 
         # 4-7. denoise: one transformer pass per step (fewer with an input image: params.passes)
         total = params.passes
@@ -370,6 +383,7 @@ class Engine:
             "params": dataclasses.replace(params, rng=rng).to_dict(),
             "model": self.info.to_dict(),
             "loras": self.loras + self._call_loras,
+            **({"controlnet": self.controlnet_record} if self.controlnet_record else {}),
             "passes": passes,
             "model_evaluations": evaluations,  # per image: 2 per pass with guidance > 0
             "cfg": params.uses_cfg,
@@ -388,8 +402,8 @@ class Engine:
             "warnings": warnings,
         }
         if items:
-            recipe["inputs"] = {item.role: item.to_dict() for item in items}
-        return image, recipe, items
+            recipe["inputs"] = {role: item.to_dict() for role, item in items.items()}
+        return image, recipe, list(items.values())
 
     def edit_pipeline(self, mode: str):
         """diffusers' ZImageImg2ImgPipeline ('image-to-image') or ZImageInpaintPipeline ('inpainting') on this
@@ -403,6 +417,33 @@ class Engine:
                    transformer=c["transformer"])
         edit.set_progress_bar_config(disable=True)
         return edit
+
+    def check_controlnet(self, params: GenerationParams) -> None:
+        """A control image needs a ControlNet, and a loaded ControlNet needs a control image (it would silently
+        do nothing); inpainting with one needs the 33-channel Union 2.0/2.1 (diffusers refuses 1.0)."""
+        if params.control_image is not None and self.controlnet is None:
+            raise InvalidParams("a control image needs a ControlNet: load one (--controlnet FILE, "
+                                "LoadOptions(controlnet=FILE)) or leave the control image out")
+        if params.control_image is None and self.controlnet is not None:
+            raise InvalidParams(f"a ControlNet is loaded ({self.controlnet_record['name']}) but no control image was "
+                                "given, so it would do nothing: give one (--control IMG), or load without --controlnet")
+        if params.mask is not None and self.controlnet is not None:
+            if self.controlnet.config.control_in_dim == self.pipe.transformer.in_channels:
+                raise InvalidParams(f"inpainting with a ControlNet needs Fun-Controlnet-Union 2.0 or 2.1 (33 input "
+                                    f"channels); {self.controlnet_record['name']} is {self.controlnet_record['variant']}")
+
+    def control_pipeline(self, inpaint: bool):
+        """diffusers' ZImageControlNetPipeline (or ZImageControlNetInpaintPipeline) on this engine's modules and
+        ControlNet, built per call like edit_pipeline; its constructor links the ControlNet to the transformer's
+        embedders and refiners (ZImageControlNetModel.from_transformer), so nothing is copied."""
+        from diffusers import ZImageControlNetInpaintPipeline, ZImageControlNetPipeline
+
+        cls = ZImageControlNetInpaintPipeline if inpaint else ZImageControlNetPipeline
+        c = self.pipe.components
+        run = cls(scheduler=c["scheduler"], vae=c["vae"], text_encoder=c["text_encoder"], tokenizer=c["tokenizer"],
+                  transformer=c["transformer"], controlnet=self.controlnet)
+        run.set_progress_bar_config(disable=True)
+        return run
 
 
 def to_pil(decoded: torch.Tensor, denormalize: bool = True) -> Image.Image:

@@ -23,7 +23,8 @@ from . import defaults
 from .errors import InvalidParams
 from .hashing import sha256_file
 
-ROLES = ("image", "mask")
+ROLES = ("image", "mask", "control")
+FIELDS = {"image": "image", "mask": "mask", "control": "control_image"}  # role -> GenerationParams field
 _EXT = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
 _SIDEWAYS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 _NAMES = "PNG, JPEG or WebP"
@@ -47,14 +48,15 @@ class ImageInfo:
 class InputImage:
     """One input read for a run: its bytes (copied beside the output), their sha256, the decoded pixels."""
 
-    role: str  # "image" or "mask"
+    role: str  # "image", "mask" or "control"
     source: Path
     data: bytes
     sha256: str
     format: str
     width: int
     height: int
-    pixels: Image.Image  # RGB for an image, L for a mask, at the size the pipeline gets
+    pixels: Image.Image  # RGB for an image, L for a mask, at the size the pipeline gets (a control image: after
+    #                      --control-type's preprocessing; the copy beside the output is the bytes as given)
 
     def to_dict(self) -> dict[str, Any]:
         """The recipe's record (the copy's file name is added when the output is saved)."""
@@ -135,12 +137,20 @@ def load(info: ImageInfo, role: str, size: tuple[int, int] | None = None) -> Inp
                       pixels)
 
 
-def read_inputs(params) -> list[InputImage]:
-    """The input image (and mask) of `params`, read for a run at the output's size."""
+def read_inputs(params) -> dict[str, InputImage]:
+    """The input image, mask and control image of `params` that are given, by role, read for a run at the
+    output's size; a control image goes through --control-type's preprocessing (canny edges)."""
     size = (params.width, params.height)
-    items = [load(probe(params.image, "image"), "image", size)]
-    if params.mask is not None:
-        items.append(load(probe(params.mask, "mask"), "mask", size))
+    items = {}
+    for role, field in FIELDS.items():
+        path = getattr(params, field, None)
+        if path is not None:
+            items[role] = load(probe(path, role), role, size)
+    control = items.get("control")
+    if control is not None and params.control_type == "canny":
+        from .canny import canny
+
+        items["control"] = dataclasses.replace(control, pixels=canny(control.pixels))
     return items
 
 
@@ -151,7 +161,7 @@ def nearest_size(width: int, height: int) -> tuple[int, int]:
 
 
 def copy_path(target: str | os.PathLike, role: str, fmt: str) -> Path:
-    """Where the copy of an input lives beside an output: out.png -> out.input.jpg / out.mask.png."""
+    """Where the copy of an input lives beside an output: out.png -> out.input.jpg / out.mask.png / out.control.png."""
     target = Path(target)
     return target.with_name(f"{target.stem}.{'input' if role == 'image' else role}{_EXT.get(fmt, '.bin')}")
 
@@ -160,7 +170,7 @@ def copy_paths(target: str | os.PathLike, params) -> list[Path]:
     """The input copies that saving `params`' image to `target` writes (none for text-to-image)."""
     out = []
     for role in ROLES:
-        path = getattr(params, role, None)
+        path = getattr(params, FIELDS[role], None)
         if path is not None:
             out.append(copy_path(target, role, probe(path, role).format))
     return out
@@ -188,11 +198,13 @@ def _write_once(item: InputImage, dest: Path) -> Path:
     return write_bytes_atomic(dest, item.data)
 
 
-def recipe_inputs(recipe: dict[str, Any], png: str | os.PathLike) -> dict[str, str]:
+def recipe_inputs(recipe: dict[str, Any], png: str | os.PathLike, skip=()) -> dict[str, str]:
     """The input files a recipe needs, found by sha256: the copy beside `png` first, then the original path.
-    Returns {role: path}; a recipe without inputs gives {}."""
+    Returns {role: path}; a recipe without inputs gives {}. Roles in `skip` (given anew) are not looked for."""
     found = {}
     for role, rec in (recipe.get("inputs") or {}).items():
+        if role in skip:
+            continue
         want = rec.get("sha256")
         candidates = []
         if rec.get("file"):

@@ -9,8 +9,10 @@ body of load() reads top to bottom in numbered steps:
   3. pipeline      weights from the hub cache, a folder, a GGUF file or the tiny model (models/loader.py)
   4. LoRAs         --lora files merged into the transformer's weights (lora.py), before placement and
                    before --fast rewrites, compiles or quantises them; a GGUF transformer keeps them unfused
-  5. placement     the plan carried out by diffusers' offloading; one step lower if placing runs out
-  6. speed         --fast / --gguf-mode features (speed/), each one listed in engine.speed
+  5. ControlNet    --controlnet FILE: a Fun-Controlnet-Union file read with diffusers' single-file loader and
+                   a config shipped in the package (controlnet.py); it shares the transformer's embedders
+  6. placement     the plan carried out by diffusers' offloading; one step lower if placing runs out
+  7. speed         --fast / --gguf-mode features (speed/), each one listed in engine.speed
 
 This module is light to import (no torch until load() runs), so that a command can validate its
 options before paying for torch.
@@ -53,6 +55,10 @@ def parse_fp8_budget(value) -> float | str:
     return float(number)
 
 
+CONTROLNET_WITH_SPEED = ("--fast / --fp8 / --gguf-mode rewrite and compile the transformer blocks a ControlNet "
+                         "shares and feeds; they are not supported with --controlnet yet: drop them")
+
+
 @dataclasses.dataclass(frozen=True)
 class LoadOptions:
     """What to load and how. Frozen and validated: a bad value fails here, before anything loads."""
@@ -68,6 +74,7 @@ class LoadOptions:
     gguf_mode: str | None = None  # ondemand | bf16 | fp8 | auto: how a GGUF transformer computes
     loras: tuple = ()  # ((path.safetensors, scale), ...): LoRAs merged into the transformer, in any order
     fp8_budget: float | str | None = None  # with fast="fp8": mean FP8 error allowed (None: the default), or "all"
+    controlnet: str | None = None  # a Fun-Controlnet-Union .safetensors file ("tiny" with the tiny model)
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
@@ -102,6 +109,16 @@ class LoadOptions:
         from .lora import normalize
 
         set_("loras", normalize(self.loras))
+        if self.controlnet is not None:
+            from .controlnet import check_file
+
+            set_("controlnet", os.fspath(self.controlnet))
+            check_file(self.controlnet)
+            if self.controlnet == defaults.TINY_MODEL and not self.is_tiny:
+                raise InvalidParams("--controlnet tiny is the tiny model's ControlNet: give --model tiny too, or a "
+                                    "Fun-Controlnet-Union .safetensors file")
+            if self.fast or self.gguf_mode not in (None, "ondemand"):
+                raise InvalidParams(CONTROLNET_WITH_SPEED)
         if self.loras and (self.gguf or self.quant in defaults.GGUF_FILES) and self.speeds_up_gguf:
             raise InvalidParams(GGUF_SPEED_WITH_LORA)
 
@@ -125,7 +142,9 @@ class LoadOptions:
 
     def describe(self) -> str:
         loras = "".join(f" + LoRA {os.path.basename(p)}:{s:g}" for p, s in self.loras)
-        return self.model + (f" + {self.gguf}" if self.gguf else f" ({self.quant or 'precision: auto'})") + loras
+        control = f" + ControlNet {os.path.basename(self.controlnet)}" if self.controlnet else ""
+        return (self.model + (f" + {self.gguf}" if self.gguf else f" ({self.quant or 'precision: auto'})") + loras
+                + control)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -188,7 +207,15 @@ def load(options: LoadOptions | None = None, **fields: Any):
             raise InvalidParams(GGUF_SPEED_WITH_LORA)
         loras = apply_loras(loaded.pipe, options.loras, fuse=not gguf)
 
-    # 5. placement: the plan carried out; one step lower if the GPU runs out while placing
+    # 5. ControlNet: read on the CPU like the rest, in the transformer's dtype; placed with it below
+    controlnet = record = None
+    if options.controlnet:
+        from .controlnet import load_controlnet
+
+        controlnet, record = load_controlnet(options.controlnet, loaded.pipe.transformer,
+                                             getattr(torch, loaded.info.dtype))
+
+    # 6. placement: the plan carried out; one step lower if the GPU runs out while placing
     placement = Placement(loaded.pipe, device, plan, options.memory, capped=capped, replan=not options.is_tiny)
     policy = None
     if plan.quant == "fp8":  # bf16 does not fit resident: calibrate with it streamed, then place it as FP8
@@ -207,11 +234,20 @@ def load(options: LoadOptions | None = None, **fields: Any):
         placement.plan = dataclasses.replace(lower, reason=f"{lower.label}: {plan.label} ran out of memory "
                                                            f"while loading ({plan.reason})")
     log.info("memory: %s", placement.plan.reason)
+    if controlnet is not None and placement.on_gpu and placement.plan.mode in ("model-offload", "group-offload"):
+        # the ControlNet calls the transformer's embedders and refiners itself, outside the transformer's forward,
+        # which is where these two modes move them to the GPU
+        raise InvalidParams(f"--controlnet cannot run in {placement.plan.label} (it calls the transformer's shared "
+                            "modules outside the transformer, where this offloading does not move them): use "
+                            "--memory full or --memory sequential, or a smaller --quant")
     if policy is None:
         engine = Engine(loaded, placement, options)
         engine.loras = loras
+    if controlnet is not None:
+        # its own blocks go where the compute runs; the modules it shares stay under the transformer's placement
+        engine.controlnet, engine.controlnet_record = controlnet.to(device), record
 
-    # 6. speed features
+    # 7. speed features
     if options.fast or options.gguf_mode:
         from .speed import apply_fast
 

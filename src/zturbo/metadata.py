@@ -23,6 +23,15 @@ RECIPE_KEY = "zturbo"
 A1111_KEY = "parameters"
 
 
+def _a1111_controlnet(record: dict[str, Any] | None, p: dict[str, Any]) -> str | None:
+    """The ControlNet extension's field: "Module: canny, Model: NAME [hash], Weight: 0.75", in quotes."""
+    if not record:
+        return None
+    module = "none" if p.get("control_type") in (None, "none") else p["control_type"]
+    return (f'"Module: {module}, Model: {record.get("name")} [{str(record.get("sha256"))[:8]}], '
+            f'Weight: {p.get("control_scale", 1.0):g}"')
+
+
 def a1111_line(recipe: dict[str, Any]) -> str:
     """The A1111 `parameters` text. An upscaled image (the recipe's `upscale` list) gets A1111's own
     postprocessing fields: the upscaler file, the total factor and the file's hash (not "Hires" fields:
@@ -47,6 +56,7 @@ def a1111_line(recipe: dict[str, Any]) -> str:
             "Passes": recipe.get("passes"),
             "RNG": p.get("rng"),
             "Lora hashes": a1111_hashes(recipe.get("loras")),
+            "ControlNet 0": _a1111_controlnet(recipe.get("controlnet"), p),
             "Version": f"zturbo {recipe.get('versions', {}).get('zturbo', '')}".strip(),
         }
     steps = recipe.get("upscale") or []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import secrets
 from typing import Any
 
@@ -11,7 +12,8 @@ from . import defaults, geometry
 from .errors import InvalidParams
 
 RNG_DEVICES = ("cuda", "cpu")
-_INPUT_FIELDS = ("image", "mask", "strength", "resize")
+_INPUT_FIELDS = ("image", "mask", "strength")
+_CONTROL_FIELDS = ("control_image", "control_scale", "control_type")
 
 
 def random_seed() -> int:
@@ -72,6 +74,11 @@ class GenerationParams:
     mask: str | None = None  # path of the inpainting mask: white = repaint, black = keep (diffusers' convention)
     strength: float | None = None  # (0, 1]: how far the input is noised; None: 0.6, or 1.0 with a mask
     resize: bool = False  # resize an input whose size is not the output's (never done unless asked)
+    # ControlNet (diffusers' ZImageControlNetPipeline / ZImageControlNetInpaintPipeline): needs an engine loaded
+    # with a ControlNet (LoadOptions(controlnet=...))
+    control_image: str | None = None  # path of the control image (an edge/depth/pose map, or a photo with canny)
+    control_scale: float | None = None  # [0, 2]: diffusers' controlnet_conditioning_scale; None: 0.75
+    control_type: str | None = None  # "none" (use the image as given) or "canny" (edges computed here); None: none
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -109,19 +116,24 @@ class GenerationParams:
         geometry.check_size(self.width, self.height, self.max_megapixels)
 
     def _check_inputs(self) -> None:
-        """Image, mask, strength and resize; fills in the output size (the input's unless told otherwise)."""
+        """Image, mask, strength, resize and the control image; fills in the output size (the input's unless told
+        otherwise)."""
         from . import inputs
 
         if not isinstance(self.resize, bool):
             raise InvalidParams(f"resize must be true or false, got {self.resize!r}")
+        self._check_control()
         if self.image is None:
             for name, value in (("mask", self.mask), ("strength", self.strength)):
                 if value is not None:
                     raise InvalidParams(f"{name} acts on an input image: give image too (--image IMG)")
-            if self.resize:
-                raise InvalidParams("resize acts on an input image: give image too (--image IMG)")
-            object.__setattr__(self, "width", defaults.WIDTH if self.width is None else self.width)
-            object.__setattr__(self, "height", defaults.HEIGHT if self.height is None else self.height)
+            if self.control_image is None:
+                if self.resize:
+                    raise InvalidParams("resize acts on an input image: give image too (--image IMG)")
+                object.__setattr__(self, "width", defaults.WIDTH if self.width is None else self.width)
+                object.__setattr__(self, "height", defaults.HEIGHT if self.height is None else self.height)
+                return
+            self._take_size(inputs.probe(self.control_image, "control"), "control image", self.control_image)
             return
         info = inputs.probe(self.image, "image")
         object.__setattr__(self, "image", str(self.image))
@@ -131,26 +143,21 @@ class GenerationParams:
             if mask.size != info.size:
                 raise InvalidParams(f"mask {self.mask} is {mask.width}x{mask.height} but image {self.image} is "
                                     f"{info.width}x{info.height}: give a mask of the image's size")
-        if self.resize:
-            auto = inputs.nearest_size(*info.size)
-            size = (auto[0] if self.width is None else self.width, auto[1] if self.height is None else self.height)
-        else:
-            size = (info.width if self.width is None else self.width, info.height if self.height is None else self.height)
-            if size != info.size:
-                raise InvalidParams(
-                    f"image {self.image} is {info.width}x{info.height} but the size asked is {size[0]}x{size[1]}: "
-                    "the output takes the input's size; leave the size out, or pass --resize to "
-                    "resize the input to it")
-            m = defaults.SIZE_MULTIPLE
-            if info.width % m or info.height % m:
-                crop = (geometry.nearest_multiples(info.width)[0], geometry.nearest_multiples(info.height)[0])
-                near = inputs.nearest_size(*info.size)
-                raise InvalidParams(
-                    f"image {self.image} is {info.width}x{info.height}; both sides must be multiples of {m} "
-                    f"(VAE 8x × patch 2): crop it to {crop[0]}x{crop[1]}, or pass --resize to "
-                    f"resize it to {near[0]}x{near[1]}")
-        object.__setattr__(self, "width", size[0])
-        object.__setattr__(self, "height", size[1])
+        self._take_size(info, "image", self.image)
+        if self.control_image is not None:
+            if self.mask is None:
+                raise InvalidParams("control image with an input image needs a mask: diffusers' ControlNet "
+                                    "pipelines do text-to-image or inpainting (--control with --image and --mask), "
+                                    "not image-to-image")
+            control = inputs.probe(self.control_image, "control")
+            if control.size != info.size and not self.resize:
+                raise InvalidParams(f"control image {self.control_image} is {control.width}x{control.height} but "
+                                    f"image {self.image} is {info.width}x{info.height}: give a control image of "
+                                    "the image's size, or pass --resize to resize both to the output's size")
+            if self.strength not in (None, 1, 1.0):
+                raise InvalidParams(f"strength {self.strength!r} does not apply with a control image: diffusers' "
+                                    "ZImageControlNetInpaintPipeline repaints the masked area from pure noise "
+                                    "(strength 1); leave strength out")
         strength = self.strength
         if strength is None:
             strength = defaults.INPAINT_STRENGTH if self.mask is not None else defaults.STRENGTH
@@ -160,6 +167,55 @@ class GenerationParams:
             raise InvalidParams(f"strength {strength:g} is outside (0, 1]: 1 repaints fully, smaller keeps more of "
                                 f"the input (default {defaults.STRENGTH:g}, {defaults.INPAINT_STRENGTH:g} with a mask)")
         object.__setattr__(self, "strength", float(strength))
+
+    def _take_size(self, info, what: str, path: str) -> None:
+        """The output size from an input's (image, or control image without one): the input's own, a --size it
+        is resized to with --resize, or an error; both sides must be multiples of 16 unless resized."""
+        from . import inputs
+
+        if self.resize:
+            auto = inputs.nearest_size(*info.size)
+            size = (auto[0] if self.width is None else self.width, auto[1] if self.height is None else self.height)
+        else:
+            size = (info.width if self.width is None else self.width, info.height if self.height is None else self.height)
+            if size != info.size:
+                raise InvalidParams(
+                    f"{what} {path} is {info.width}x{info.height} but the size asked is {size[0]}x{size[1]}: "
+                    "the output takes the input's size; leave the size out, or pass --resize to "
+                    "resize the input to it")
+            m = defaults.SIZE_MULTIPLE
+            if info.width % m or info.height % m:
+                crop = (geometry.nearest_multiples(info.width)[0], geometry.nearest_multiples(info.height)[0])
+                near = inputs.nearest_size(*info.size)
+                raise InvalidParams(
+                    f"{what} {path} is {info.width}x{info.height}; both sides must be multiples of {m} "
+                    f"(VAE 8x × patch 2): crop it to {crop[0]}x{crop[1]}, or pass --resize to "
+                    f"resize it to {near[0]}x{near[1]}")
+        object.__setattr__(self, "width", size[0])
+        object.__setattr__(self, "height", size[1])
+
+    def _check_control(self) -> None:
+        """control_scale and control_type act on a control image; filled with their defaults when one is given."""
+        if self.control_image is None:
+            for name, value in (("control scale", self.control_scale), ("control type", self.control_type)):
+                if value is not None:
+                    raise InvalidParams(f"{name} acts on a control image: give it too (--control IMG)")
+            return
+        if not isinstance(self.control_image, (str, os.PathLike)):
+            raise InvalidParams(f"control image must be a path to a PNG, JPEG or WebP file, got "
+                                f"{type(self.control_image).__name__}")
+        object.__setattr__(self, "control_image", os.fspath(self.control_image))
+        scale = defaults.CONTROL_SCALE if self.control_scale is None else self.control_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+            raise InvalidParams(f"control scale must be a number in 0..{defaults.CONTROL_SCALE_MAX:g}, got {scale!r}")
+        if not 0 <= scale <= defaults.CONTROL_SCALE_MAX:
+            raise InvalidParams(f"control scale {scale:g} is outside 0..{defaults.CONTROL_SCALE_MAX:g}: 0 turns the "
+                                f"ControlNet off, the model card works in 0.65..1.0 (default {defaults.CONTROL_SCALE:g})")
+        object.__setattr__(self, "control_scale", float(scale))
+        kind = "none" if self.control_type is None else self.control_type
+        if kind not in defaults.CONTROL_TYPES:
+            raise InvalidParams(f"control type must be one of {', '.join(defaults.CONTROL_TYPES)}, got {kind!r}")
+        object.__setattr__(self, "control_type", kind)
 
     @property
     def passes(self) -> int:
@@ -197,12 +253,17 @@ class GenerationParams:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a dict; text-to-image leaves out the input-image fields (its recipes, manifests and
+        """The fields as a dict; text-to-image leaves out the input-image and control fields (its recipes, manifests and
         resume checks stay exactly what they were before image-to-image existed)."""
         out = dataclasses.asdict(self)
         if self.image is None:
             for name in _INPUT_FIELDS:
                 del out[name]
+        if self.control_image is None:
+            for name in _CONTROL_FIELDS:
+                del out[name]
+            if self.image is None:
+                del out["resize"]
         return out
 
     @classmethod

@@ -486,7 +486,8 @@ def run_trace(engine: Engine, params: GenerationParams, pictures: dict | None = 
         cache.pop(params.prompt, None)
     cap = inspect.signature(type(pipe).__call__).parameters["max_sequence_length"].default
     latents: list[torch.Tensor] = []
-    with Probe(pipe) as probe, _edit_hooks(engine, probe.rec):
+    controlnet = getattr(engine, "controlnet", None)
+    with Probe(pipe) as probe, _edit_hooks(engine, probe.rec), ControlProbe(controlnet, probe) as control:
         result = engine.generate(params, on_step=lambda s, n, lat: latents.append(lat.detach().float().cpu().clone()))
     rec, recipe = probe.rec, result.recipes[0]
     missing = [k for k in ("hidden_states", "noise", "patchify", "cap_feats", "decoder_in") if k not in rec]
@@ -523,6 +524,10 @@ def run_trace(engine: Engine, params: GenerationParams, pictures: dict | None = 
         "timings": recipe["timings"],
         "stages": [{"stage": n, "title": titles[n], "facts": facts} for n, facts in stages.items()],
     }
+    if control.rec["passes"]:  # the ControlNet's branch, shown just before the denoising it steers
+        at = next(i for i, s in enumerate(trace["stages"]) if s["stage"] == 7)
+        trace["stages"].insert(at, {"stage": "7c", "title": "ControlNet branch",
+                                    "facts": _stage_control(engine, params, control.rec)})
     previews = [decode_preview(engine, x0) for x0 in x0s]
     return trace, previews, result.image
 
@@ -534,6 +539,90 @@ def decode_preview(engine: Engine, x0: torch.Tensor):
     z = x0.to(engine.device, vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
     decoded = vae.decode(z, return_dict=False)[0]
     return to_pil(decoded, engine.pipe.image_processor.config.do_normalize)
+
+
+class ControlProbe:
+    """Hooks on the ControlNet (when one is loaded): what it reads (the control image's VAE latents) and what it
+    gives the DiT on every pass (hints per layer, already times the scale), timed. No-op without one.
+    The engine builds its ControlNet pipeline per call, so the noise is caught on the pipeline classes'
+    prepare_latents (for `probe`, the main Probe) rather than on an instance."""
+
+    def __init__(self, controlnet, probe: Probe):
+        self.controlnet, self.probe = controlnet, probe
+        self.rec: dict[str, Any] = {"passes": 0, "hint_mean_abs": [], "seconds": [], "t0": None}
+        self._undo: list = []
+
+    def _pre(self, module, args, kwargs):
+        context = args[3] if len(args) > 3 else kwargs.get("control_context")
+        self.rec["context_shape"] = list(context.shape) if hasattr(context, "shape") else None
+        self.rec["scale"] = kwargs.get("conditioning_scale", args[4] if len(args) > 4 else 1.0)
+        sync(context.device if hasattr(context, "device") else torch.device("cpu"))
+        self.rec["t0"] = time.perf_counter()
+
+    def _post(self, module, args, output):
+        first = next(iter(output.values()))
+        sync(first.device)
+        self.rec["seconds"].append(time.perf_counter() - self.rec["t0"])
+        self.rec["passes"] += 1
+        self.rec["hint_layers"] = sorted(output)
+        self.rec["hint_mean_abs"].append(float(sum(h.float().abs().mean() for h in output.values()) / len(output)))
+
+    def __enter__(self) -> ControlProbe:
+        if self.controlnet is not None:
+            from diffusers import ZImageControlNetInpaintPipeline, ZImageControlNetPipeline
+
+            hooks = [self.controlnet.register_forward_pre_hook(self._pre, with_kwargs=True),
+                     self.controlnet.register_forward_hook(self._post)]
+            self._undo = [h.remove for h in hooks]
+            for cls in (ZImageControlNetPipeline, ZImageControlNetInpaintPipeline):
+                self._undo.append(self._wrap_class(cls))
+        return self
+
+    def _wrap_class(self, cls):
+        original = cls.__dict__["prepare_latents"]
+
+        @functools.wraps(original)
+        def prepare_latents(pipe, *args, **kwargs):
+            out = original(pipe, *args, **kwargs)
+            self.probe._prepare_latents(args, kwargs, out)
+            return out
+
+        cls.prepare_latents = prepare_latents
+        return lambda: setattr(cls, "prepare_latents", original)
+
+    def __exit__(self, *exc) -> None:
+        for undo in self._undo:
+            undo()
+        self._undo = []
+
+
+def _stage_control(engine: Engine, params: GenerationParams, rec: dict) -> dict:
+    cn, record = engine.controlnet, engine.controlnet_record or {}
+    cfg = cn.config
+    own = sum(count_parameters(m) for m in (cn.control_layers, cn.control_all_x_embedder, cn.control_noise_refiner)
+              if m is not None)
+    latent = engine.pipe.transformer.in_channels
+    extra = cfg.control_in_dim - latent
+    channels = (f"{latent} VAE latent channels of the control image" + (
+        "" if not extra else f" + {extra} (1 mask + {extra - 1} masked-image latents)" if params.mask is not None
+        else f" + {extra} zeros (the mask and masked-image channels: used only when inpainting)"))
+    secs = rec["seconds"]
+    return {
+        "ControlNet": f"{record.get('name')} ({record.get('variant')}), sha256 {str(record.get('sha256'))[:12]}",
+        "control image": f"{params.control_image} ({params.control_type}"
+                         + (": Canny edges computed by zturbo" if params.control_type == "canny" else ": as given") + ")",
+        "control image -> VAE latents (ControlNet input)": rec.get("context_shape"),
+        "input channels": channels,
+        "own weights (control blocks)": own,
+        "shared with the DiT": "t_embedder, x/cap embedders, RoPE, noise and context refiners, pad tokens",
+        "hints added at DiT layers": rec.get("hint_layers"),
+        "conditioning scale": rec.get("scale"),
+        "what the scale does": "every hint is multiplied by it before it is added to the DiT's hidden states at "
+                               "those layers: 0 turns the ControlNet off, 1 adds the hints as trained",
+        "mean |hint| per pass (after the scale)": [_round(h, 5) for h in rec["hint_mean_abs"]],
+        "ControlNet runs (one per pass)": rec["passes"],
+        "seconds per ControlNet run": [_round(s, 4) for s in secs],
+    }
 
 
 def stage(trace: dict, n: int) -> dict:

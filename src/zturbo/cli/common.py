@@ -50,6 +50,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "for several. Layouts of diffusers/peft, kohya, ComfyUI, DiffSynth and ai-toolkit load; "
                         "merged into the weights at load (free per pass; a new scale means a new load). Pickled "
                         ".pt/.ckpt files are refused")
+    g.add_argument("--controlnet", metavar="FILE", default=None,
+                   help="a Fun-Controlnet-Union .safetensors file (alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union "
+                        "1.0, 2.0 or 2.1; which one is read from the file), steered by --control IMG; "
+                        f"'{defaults.TINY_MODEL}' with --model tiny. Pickled files are refused")
 
 
 def fp8_budget_arg(value: str):
@@ -79,7 +83,8 @@ def load_options(args: argparse.Namespace, **changes):
 
     fields = dict(model=args.model, quant=args.quant, gguf=args.gguf, device=args.device, memory=args.memory,
                   vram_budget_gb=args.vram_budget, fast="fp8" if args.fp8 else "lossless" if args.fast else None,
-                  gguf_mode=args.gguf_mode, loras=tuple(args.lora or ()), fp8_budget=getattr(args, "fp8_budget", None))
+                  gguf_mode=args.gguf_mode, loras=tuple(args.lora or ()), fp8_budget=getattr(args, "fp8_budget", None),
+                  controlnet=args.controlnet)
     return LoadOptions(**{**fields, **changes})
 
 

@@ -36,6 +36,9 @@ examples:
   zturbo generate "a red fox" --upscale 4x-UltraSharp.safetensors  # near native, then upscale (see zturbo upscale)
   zturbo generate "a fox, oil painting" --image photo.jpg --strength 0.6   # image-to-image, at the photo's size
   zturbo generate "a red hat" --image photo.png --mask hat.png           # inpaint: white in the mask is repainted
+  zturbo generate "a glass house" --controlnet Z-Image-Turbo-Fun-Controlnet-Union-2.1.safetensors \
+      --control room.jpg --control-type canny --control-scale 0.8           # ControlNet: the edges of room.jpg
+  zturbo generate "a fox" --model tiny --controlnet tiny --control edges.png   # offline ControlNet demo
 
 steps are transformer passes (default {defaults.STEPS}, the distilled schedule); guidance
 defaults to {defaults.GUIDANCE:g}: Turbo has guidance baked in, and > 0 doubles the cost."""
@@ -76,6 +79,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     i.add_argument("--resize", action="store_true",
                    help="resize --image (and --mask) to --size, or else to the nearest multiples of 16 (stretched, "
                         "Lanczos); never done without it")
+    c = p.add_argument_group("ControlNet (diffusers' ZImageControlNetPipeline / ZImageControlNetInpaintPipeline; "
+                             "needs --controlnet FILE)")
+    c.add_argument("--control", metavar="IMG", default=None,
+                   help="the control image (PNG/JPEG/WebP): an edge, depth or pose map, or a photo with "
+                        "--control-type canny. Size rules as --image: the output takes its size (multiples of 16, "
+                        "or --resize); with --image and --mask (inpainting) it must be their size. A copy is "
+                        "written beside the output (NAME.control.EXT) for --from")
+    c.add_argument("--control-scale", type=float, default=None, metavar="C",
+                   help=f"0..{defaults.CONTROL_SCALE_MAX:g}: how strongly the ControlNet's hints steer each pass "
+                        f"(diffusers' controlnet_conditioning_scale; 0 = off; default {defaults.CONTROL_SCALE:g}, "
+                        "the model card works in 0.65..1.0)")
+    c.add_argument("--control-type", choices=defaults.CONTROL_TYPES, default=None,
+                   help="none (default): use --control as given; canny: compute its edges first (white on black)")
     add_model_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("-o", "--out", default=None,
@@ -114,13 +130,17 @@ def build_params(args) -> tuple[GenerationParams, dict]:
     """Params from the flags, on top of --from's recipe when given. Returns (params, model options)."""
     base: dict = {}
     model_opts = {"model": args.model, "quant": args.quant, "gguf": args.gguf}
-    image, mask, resize = args.image, args.mask, args.resize
+    image, mask, resize, control = args.image, args.mask, args.resize, args.control
     if args.from_image:
         recipe = read_recipe(args.from_image)
         base = dict(recipe["params"])
-        if image is None:  # the recipe's inputs, found by sha256 (the copies beside it first)
-            found = inputs.recipe_inputs(recipe, args.from_image)
+        # the recipe's inputs, found by sha256 (the copies beside it first), except those given anew
+        given = [r for r, v in (("image", image), ("mask", image), ("control", control)) if v is not None]
+        found = inputs.recipe_inputs(recipe, args.from_image, skip=given)
+        if image is None:
             image, mask = found.get("image"), mask if mask is not None else found.get("mask")
+        control = control if control is not None else found.get("control")
+        if not given:
             resize = resize or bool(base.get("resize"))
         else:  # another input: its own size, unless given
             base = {k: v for k, v in base.items() if k not in ("width", "height")}
@@ -141,6 +161,10 @@ def build_params(args) -> tuple[GenerationParams, dict]:
             from ..lora import from_recipe
 
             model_opts["loras"] = from_recipe(recipe["loras"], args.from_image)
+        if args.controlnet is None and recipe.get("controlnet"):  # the same ControlNet file, unless named
+            from ..controlnet import from_recipe as controlnet_from_recipe
+
+            model_opts["controlnet"] = controlnet_from_recipe(recipe["controlnet"], args.from_image)
     prompt = args.prompt
     if args.prompt_file:
         if prompt is not None:
@@ -165,6 +189,11 @@ def build_params(args) -> tuple[GenerationParams, dict]:
         max_megapixels=args.max_megapixels,
         image=image, mask=mask, resize=resize,
         strength=args.strength if args.strength is not None else base.get("strength") if image else None,
+        control_image=control,
+        control_scale=(args.control_scale if args.control_scale is not None
+                       else base.get("control_scale") if control else None),
+        control_type=(args.control_type if args.control_type is not None
+                      else base.get("control_type") if control else None),
     )
     return GenerationParams(**fields), model_opts
 
@@ -191,6 +220,12 @@ def run(args) -> int:
     if args.num_images < 1:
         raise InvalidParams(f"--num-images must be at least 1, got {args.num_images}")
     params, model_opts = build_params(args)
+    controlnet = model_opts.get("controlnet", args.controlnet)
+    if params.control_image is not None and controlnet is None:
+        raise InvalidParams("--control needs a ControlNet to read it: give --controlnet FILE (a Fun-Controlnet-Union "
+                            ".safetensors; --controlnet tiny with --model tiny)")
+    if controlnet is not None and params.control_image is None:
+        raise InvalidParams("--controlnet acts only through a control image: give --control IMG too")
     try:
         seeds = seed_series(params.seed, args.num_images)  # the library's and the server's rule: never wraps
     except InvalidParams as exc:
@@ -218,6 +253,8 @@ def run(args) -> int:
             result.save([target])
             t = result.recipes[0]["timings"]
             mode = "" if p.image is None else f"{p.mode} (strength {p.strength:g})  "
+            if p.control_image is not None:
+                mode += f"ControlNet {p.control_type} x{p.control_scale:g}  "
             bar.write(
                 f"wrote {target}  seed {p.seed}  {result.image.width}x{result.image.height}  {mode}{result.passes} passes  "
                 f"{sum(t.values()):.2f} s (text {t['text_encoding']:.2f}, denoise {t['denoising']:.2f}, "

@@ -31,6 +31,8 @@ examples:
   zturbo sweep --prompt "a fox, oil painting" --image photo.png --vary strength="0.2-1 [5]" --out sweeps/s
                                                            # image-to-image: S0.2 ... S1.0, strength x steps passes each
   zturbo sweep --prompt "a fox" --lora style.safetensors --vary lora_scale="0-1 [5]" --out sweeps/l
+  zturbo sweep --prompt "a glass house" --controlnet union-2.1.safetensors --control edges.png \
+      --vary control_scale="0-1.5 [4]" --out sweeps/c      # ControlNet: CS0 ... CS1.5, one load
                                                            # one --lora's scale: L0 ... L1, one model load per scale
   zturbo sweep --prompt "a fox" --vary lora=none,style.safetensors,ink.safetensors:0.8 --out sweeps/lf
                                                            # LoRA files as an axis (none = base model), one load each
@@ -63,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                    help="a grid axis (x, then y, then z): steps, guidance, seed, size, aspect, megapixels, quant, prompt, "
                         "strength, image, lora_scale (the one --lora's scale: one load each), lora (LoRA files FILE[:SCALE] "
-                        "or none, one load each), ... Values are CSV, with "
+                        "or none, one load each), control_scale, control_image, ... Values are CSV, with "
                         "A1111 ranges: '1-15 (+2)', '0-1 [5]'")
     g.add_argument("--file", action="append", default=[], metavar="EXPERIMENT.toml",
                    help="an experiment file: name, prompt(s), [params], [axes] (see the README)")
@@ -100,6 +102,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--mask); image-to-image runs strength x steps passes")
     i.add_argument("--resize", action="store_true", help="resize --image (and --mask) to --size or the nearest "
                    "multiples of 16 (never done unless asked)")
+    c = p.add_argument_group("ControlNet (a grid's; needs --controlnet FILE; vary the scale with --vary control_scale=...)")
+    c.add_argument("--control", default=None, metavar="IMG",
+                   help="every image of the grid is steered by this control image (sizes as --image); several: "
+                        "--vary control_image=a.png,b.png")
+    c.add_argument("--control-scale", default=None, metavar="C",
+                   help=f"fixed ControlNet scale in 0..{defaults.CONTROL_SCALE_MAX:g} (default {defaults.CONTROL_SCALE:g})")
+    c.add_argument("--control-type", choices=defaults.CONTROL_TYPES, default=None,
+                   help="none (default): the control image as given; canny: its edges")
     add_model_arguments(p)
     r = p.add_argument_group("running")
     r.add_argument("--dry-run", action="store_true",
@@ -144,7 +154,9 @@ def build_plan(args):
     if args.quants and "quant" not in args.experiments and "all" not in args.experiments:
         raise InvalidParams("--quants sets the quant experiment's precisions: add `quant` (or all), "
                             "or vary a grid with --vary quant=bf16,q8")
-    typed_inputs = [f"--{k}" for k in ("image", "mask", "strength", "resize") if getattr(args, k) not in (None, False)]
+    typed_inputs = [f"--{k.replace('_', '-')}" for k in ("image", "mask", "strength", "resize", "control",
+                                                          "control_scale", "control_type")
+                    if getattr(args, k) not in (None, False)]
     if args.experiments and typed_inputs and not grid_given:
         verb = "sets" if len(typed_inputs) == 1 else "set"
         raise InvalidParams(f"{', '.join(typed_inputs)} {verb} a grid's input image; the article's experiments are "
@@ -171,7 +183,9 @@ def build_plan(args):
     for key, value in (("steps", args.steps), ("guidance", args.guidance), ("seed", seed), ("size", args.size),
                        ("aspect", args.aspect), ("megapixels", args.megapixels if args.aspect else None),
                        ("rng", args.rng), ("negative_prompt", args.negative_prompt), ("image", args.image),
-                       ("mask", args.mask), ("strength", args.strength), ("resize", args.resize or None)):
+                       ("mask", args.mask), ("strength", args.strength), ("resize", args.resize or None),
+                       ("control_image", args.control), ("control_scale", args.control_scale),
+                       ("control_type", args.control_type)):
         if value is not None:
             fixed[key] = value
     if base_quant != "bf16":
@@ -188,10 +202,22 @@ def build_plan(args):
     if not experiments:
         raise InvalidParams("nothing to sweep: name experiments (steps guidance seeds aspect resolution quant, or all), "
                             "or give --vary KEY=V1,V2 or --file EXPERIMENT.toml")
+    _check_control(args, [i for e in experiments for i in e.items])
     model = {"model": args.model or defaults.MODEL_ID, "quant": base_quant, "gguf": args.gguf}
     # the prompt the images use (a --file grid names its own), not the one the flags would have given
     used = [i.params.prompt for e in experiments for i in e.items]
     return Plan(experiments, used[0] if used else specs.ROBOT_PROMPT, specs.step_mapping(), model)
+
+
+def _check_control(args, items) -> None:
+    """A control image needs --controlnet, and --controlnet needs a control image on every image of the run
+    (the article's experiments have none): never a ControlNet loaded to do nothing."""
+    controlled = [i for i in items if i.params.control_image is not None]
+    if controlled and not args.controlnet:
+        raise InvalidParams("a control image needs a ControlNet to read it: give --controlnet FILE")
+    if args.controlnet and len(controlled) != len(items):
+        raise InvalidParams("--controlnet acts only through a control image: give --control IMG (or vary "
+                            "control_image) for a --vary / --file grid, and no article experiments")
 
 
 def _default_out(args) -> Path:

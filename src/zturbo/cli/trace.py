@@ -24,6 +24,7 @@ examples:
   zturbo trace "a red fox in the snow" --seed 7 --out trace-fox   # + trace.json, filmstrip.png, trace.html
   zturbo trace --model tiny --size 64x64 --json     # offline demo model, JSON for machines
   zturbo trace "a fox, oil painting" --image photo.png --strength 0.6 --out trace-i2i   # + stage 3i
+  zturbo trace --model tiny --controlnet tiny --control edges.png   # + the ControlNet branch (stage 7c)
 
 --out DIR writes trace.json, filmstrip.png (the model's clean-image estimate after every pass,
 decoded), image.png and a self-contained trace.html."""
@@ -34,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the prompt (default: the first line of the article's robot prompt)")
     g = p.add_argument_group("knobs")
     g.add_argument("--size", default=None, metavar="WxH",
-                   help=f"image size (default {defaults.WIDTH}x{defaults.HEIGHT}, or --image's size)")
+                   help=f"image size (default {defaults.WIDTH}x{defaults.HEIGHT}, or the --image / --control image's)")
     g.add_argument("--seed", default="42", help="0..2^64-1 (default 42, the article's)")
     g.add_argument("--steps", type=int, default=defaults.STEPS, help=f"transformer passes (default {defaults.STEPS})")
     g.add_argument("--guidance", type=float, default=defaults.GUIDANCE, help=f"CFG scale (default {defaults.GUIDANCE:g})")
@@ -45,6 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     i.add_argument("--strength", type=float, default=None, metavar="S",
                    help=f"in (0, 1] (default {defaults.STRENGTH:g}, {defaults.INPAINT_STRENGTH:g} with --mask): the "
                         "first sigma, and strength x steps passes run")
+    c = p.add_argument_group("ControlNet (with --controlnet FILE): the control branch is shown as stage 7c")
+    c.add_argument("--control", metavar="IMG", default=None, help="the control image (the output takes its size)")
+    c.add_argument("--control-scale", type=float, default=None, metavar="C",
+                   help=f"0..{defaults.CONTROL_SCALE_MAX:g} (default {defaults.CONTROL_SCALE:g})")
+    c.add_argument("--control-type", choices=defaults.CONTROL_TYPES, default=None, help="none (default) or canny")
     add_model_arguments(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", default=None, help="write trace.json, filmstrip.png, image.png, trace.html here")
@@ -56,13 +62,17 @@ def run(args) -> int:
     from ..trace import run_trace
     from ..trace_report import render_table, write_trace
 
-    if args.size is not None:
-        width, height = geometry.parse_size(args.size)
-    else:  # the input image's size with --image (GenerationParams reads it), else the default
-        width, height = (None, None) if args.image else (defaults.WIDTH, defaults.HEIGHT)
+    from ..errors import InvalidParams
+
+    # without --size: the --image's or --control image's size (GenerationParams reads it), else the default
+    width, height = geometry.parse_size(args.size) if args.size is not None else (None, None)
     params = GenerationParams(prompt=args.prompt, seed=args.seed, width=width, height=height,
                               steps=args.steps, guidance=args.guidance, rng=args.rng,
-                              image=args.image, mask=args.mask, strength=args.strength)
+                              image=args.image, mask=args.mask, strength=args.strength, control_image=args.control,
+                              control_scale=args.control_scale, control_type=args.control_type)
+    if (params.control_image is None) != (args.controlnet is None):
+        raise InvalidParams("--control needs --controlnet FILE" if args.controlnet is None
+                            else "--controlnet acts only through a control image: give --control IMG too")
     engine = load_engine(load_options(args), args.quiet or args.json)
     pictures: dict = {}
     trace, previews, image = run_trace(engine, params, pictures)

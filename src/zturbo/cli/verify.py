@@ -33,8 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from ..errors import InvalidParams
     from ..verify import DIFFERS, render_table, run_verify
 
+    if args.controlnet:  # the claims are about the base model; a loaded ControlNet would need a control image
+        raise InvalidParams("zturbo verify checks the article's claims on the base model: drop --controlnet")
     engine = load_engine(load_options(args), args.quiet or args.json)
     result = run_verify(engine)
     if args.json:

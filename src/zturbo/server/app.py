@@ -212,6 +212,8 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     async def _schema(_, exc):
         fields = list(JobRequest.model_fields)
         parts = list(dict.fromkeys(schema_message(e, fields) for e in exc.errors()))
+        listed = f" (the fields are {', '.join(fields)})"  # said once: several unknown fields stay one short line
+        parts = parts[:1] + [p.removesuffix(listed) for p in parts[1:]]
         if len(parts) > MAX_ERRORS_SAID:  # a body of 10,000 unknown fields gets one line, not 10,000
             parts = parts[:MAX_ERRORS_SAID] + [f"and {len(parts) - MAX_ERRORS_SAID} more"]
         return error(422, "; ".join(parts) or "invalid request", "invalid_request_error")
@@ -233,8 +235,10 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
                                      "their images stay in /api/history)")
         return job
 
-    async def submit(req, image: str | None = None, mask: str | None = None) -> Any:
-        params, n = to_params(req, max_megapixels, image, mask)
+    async def submit(req, image: str | None = None, mask: str | None = None, control: str | None = None) -> Any:
+        params, n = to_params(req, max_megapixels, image, mask, control)
+        if hasattr(engine, "check_controlnet"):  # a ControlNet and a control image go together: 422, never a failed job
+            engine.check_controlnet(params)
         device = getattr(engine, "device", None)
         if params.rng == "cuda" and device is not None and device.type != "cuda":
             raise InvalidParams(f"rng 'cuda' needs a CUDA device; this server runs on {device.type}: use rng 'cpu'")
@@ -288,7 +292,8 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
     async def create_job(req: JobRequest):
         image = None if req.image is None else uploads.resolve(out_dir, req.image, "image")
         mask = None if req.mask is None else uploads.resolve(out_dir, req.mask, "mask")
-        return (await submit(req, image, mask)).view()
+        control = None if req.control_image is None else uploads.resolve(out_dir, req.control_image, "control_image")
+        return (await submit(req, image, mask, control)).view()
 
     def multipart(request: Request, max_files: int, field: str):
         if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
@@ -309,14 +314,15 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
         data = await uploads.read_capped(files[0], role, max_upload)
         return str(await run_in_threadpool(uploads.store, out_dir, data, role))
 
-    @app.post("/api/uploads", summary="Store an input image or mask for /api/jobs (multipart: file, role)",
-              openapi_extra=upload_doc("file", role="'image' (default) or 'mask' (a mask with transparency "
-                                                    "is converted: transparent = repaint)"))
+    @app.post("/api/uploads", summary="Store an input image, mask or control image for /api/jobs (multipart: file, role)",
+              openapi_extra=upload_doc("file", role="'image' (default), 'mask' (a mask with transparency "
+                                                    "is converted: transparent = repaint) or 'control'"))
     async def create_upload(request: Request):
         async with multipart(request, 1, "file") as form:
             role = form.get("role", "image")
             if role not in ROLES:
-                raise InvalidParams(f"role must be image or mask, got {reprlib.repr(role)}")
+                raise InvalidParams(f"role must be image or mask, or control (a ControlNet's control image), "
+                                    f"got {reprlib.repr(role)}")
             path = Path(await upload(out_dir, form, ("file",), role, True))
         return {"name": path.name, "role": role, "sha256": path.stem, "bytes": path.stat().st_size}
 

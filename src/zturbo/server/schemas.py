@@ -49,6 +49,11 @@ class JobRequest(Knobs):
     strength: Any = Field(None, description=f"(0, 1], with image: how far the input is noised (default "
                                             f"{defaults.STRENGTH:g}, {defaults.INPAINT_STRENGTH:g} with a mask)")
     resize: Any = Field(False, description="with image: resize an input whose size is not the output's")
+    control_image: Any = Field(None, description="ControlNet (serve --controlnet FILE): the name POST /api/uploads "
+                                                 "returned for the control image (role 'control')")
+    control_scale: Any = Field(None, description=f"0..{defaults.CONTROL_SCALE_MAX:g}, with control_image (default "
+                                                 f"{defaults.CONTROL_SCALE:g})")
+    control_type: Any = Field(None, description="with control_image: 'none' (as given, the default) or 'canny'")
 
 
 class OpenAIImageRequest(Knobs):
@@ -140,9 +145,9 @@ def _seed(value: Any) -> Any:
 
 
 def to_params(req: Knobs, max_megapixels: float, image: str | None = None,
-              mask: str | None = None) -> tuple[GenerationParams, int]:
+              mask: str | None = None, control: str | None = None) -> tuple[GenerationParams, int]:
     """The request as validated GenerationParams and an image count; InvalidParams otherwise.
-    `image`/`mask` are paths of stored uploads (the output takes the image's size unless one is given)."""
+    `image`/`mask`/`control` are paths of stored uploads (the output takes the image's size unless one is given)."""
     _text("prompt", req.prompt)
     _text("negative_prompt", req.negative_prompt)
     n = _whole("n", req.n)
@@ -158,9 +163,11 @@ def to_params(req: Knobs, max_megapixels: float, image: str | None = None,
             prompt=req.prompt, negative_prompt=req.negative_prompt, steps=req.steps, guidance=req.guidance,
             seed=_seed(req.seed), width=width, height=height, rng=req.rng, max_megapixels=max_megapixels,
             image=image, mask=mask, strength=getattr(req, "strength", None), resize=getattr(req, "resize", False),
+            control_image=control, control_scale=getattr(req, "control_scale", None),
+            control_type=getattr(req, "control_type", None),
         )
     except InvalidParams as exc:
-        raise InvalidParams(_for_http(str(exc), image, mask)) from None
+        raise InvalidParams(_for_http(str(exc), image, mask, control)) from None
     seed_series(params.seed, n)  # S..S+n-1 must all be seeds: refused now, never queued
     return params, n
 
@@ -171,5 +178,6 @@ def _for_http(message: str, *paths: str | None) -> str:
         if path is not None:
             message = message.replace(path, f"upload {Path(path).name}")
     return (message.replace("pass --resize", "send resize=true").replace(" (--image IMG)", "")
+            .replace(" (--control IMG)", "")
             .replace("--resize", "resize=true"))
 

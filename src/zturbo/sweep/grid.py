@@ -10,7 +10,8 @@ A TOML file (read with the standard library's tomllib; tomli on Python 3.10):
     title = "Fox: steps x guidance"
     prompts = ["a red fox", "a blue fox"]   # or prompt = "..."; several prompts become an axis
     [params]                           # fixed: steps, guidance, seed, size/width/height, aspect, megapixels, quant, rng,
-    seed = 42                          #   image, mask, resize, strength (image-to-image / inpainting)
+    seed = 42                          #   image, mask, resize, strength (image-to-image / inpainting),
+                                       #   control_image, control_scale, control_type (ControlNet)
     size = "512x512"
     [axes]                             # in order x, y, z; a list or a range string
     steps = "4-12 (+4)"
@@ -27,6 +28,9 @@ LoRA files: `--vary lora=none,a.safetensors,b.safetensors:0.8` (or lora = [...] 
 
 Image-to-image: `image` (and `mask`, `resize`) fixed for the grid, `strength` an axis like any number
 (`--vary strength="0.2-1 [5]"`, file names ..._S0.6.png); several images are an axis too (IMG1, IMG2...).
+
+ControlNet (with --controlnet FILE): `control_image` fixed or an axis (CTL1, CTL2...), `control_scale` an axis like
+any number (`--vary control_scale="0-1.5 [4]"`, file names ..._CS0.5.png), `control_type` fixed.
 """
 
 from __future__ import annotations
@@ -48,14 +52,15 @@ from .plan import Experiment, make_item
 KEYS = {
     "prompt": "P", "negative_prompt": "N", "steps": "STEP", "guidance": "G", "seed": "SEED",
     "size": "", "width": "W", "height": "H", "aspect": "AR", "megapixels": "MP", "quant": "", "rng": "RNG",
-    "strength": "S", "image": "IMG", "lora_scale": "L", "lora": "LORA-",
+    "strength": "S", "image": "IMG", "lora_scale": "L", "lora": "LORA-", "control_image": "CTL", "control_scale": "CS",
 }
-FIXED_ONLY = ("mask", "resize")  # fixed settings of a grid, never an axis
+FIXED_ONLY = ("mask", "resize", "control_type")  # fixed settings of a grid, never an axis
 ALIASES = {"cfg": "guidance", "cfg_scale": "guidance", "negative": "negative_prompt", "negative-prompt": "negative_prompt",
            "seeds": "seed", "step": "steps", "ar": "aspect", "mp": "megapixels", "precision": "quant",
-           "images": "image", "lora-scale": "lora_scale", "loras": "lora"}
+           "images": "image", "lora-scale": "lora_scale", "loras": "lora", "control": "control_image",
+           "control-scale": "control_scale", "control-type": "control_type"}
 NUMERIC = {"steps": int, "seed": int, "width": int, "height": int, "guidance": float, "megapixels": float,
-           "strength": float, "lora_scale": float}
+           "strength": float, "lora_scale": float, "control_scale": float}
 
 # A1111's X/Y/Z plot range syntax (modules/scripts/xyz_grid.py), written out here because it ships in no
 # package: "a-b", "a-b (+s)", "a-b [n]".
@@ -69,7 +74,7 @@ def canonical_key(key: str) -> str:
     key = key.strip().lower().replace(" ", "_")
     key = ALIASES.get(key, key)
     if key in FIXED_ONLY:
-        raise InvalidParams(f"{key} is fixed for a whole grid, not an axis: give --{key}"
+        raise InvalidParams(f"{key} is fixed for a whole grid, not an axis: give --{key.replace('_', '-')}"
                             f"{' MASK' if key == 'mask' else ''} (or {key} = ... under [params] in a file)")
     if key not in KEYS:
         raise InvalidParams(f"cannot vary {key!r}: choose from {', '.join(KEYS)}")
@@ -119,7 +124,7 @@ def _one(key: str, raw: Any) -> Any:
             return _num(str(raw), int)
         if key == "seed":
             return parse_seed(raw if not isinstance(raw, str) else raw.strip())
-        if key in ("guidance", "megapixels", "strength", "lora_scale"):
+        if key in ("guidance", "megapixels", "strength", "lora_scale", "control_scale"):
             if isinstance(raw, bool):
                 raise ValueError
             value = float(raw)
@@ -128,6 +133,9 @@ def _one(key: str, raw: Any) -> Any:
             if key == "strength" and not 0 < value <= 1:  # GenerationParams' rule, said here once per bad value
                 raise InvalidParams(f"strength {value:g} is outside (0, 1]: 1 repaints fully, smaller keeps more of "
                                     "the input image (e.g. --vary strength=\"0.2-1 [5]\")")
+            if key == "control_scale" and not 0 <= value <= defaults.CONTROL_SCALE_MAX:
+                raise InvalidParams(f"control scale {value:g} is outside 0..{defaults.CONTROL_SCALE_MAX:g} "
+                                    "(e.g. --vary control_scale=\"0-1.5 [4]\")")
             return value
     except InvalidParams:
         raise
@@ -230,7 +238,7 @@ def parse_vary(text: str) -> tuple[str, list[Any]]:
 
 
 def _label(key: str, value: Any, index: int) -> str:
-    if key in ("prompt", "negative_prompt", "image"):
+    if key in ("prompt", "negative_prompt", "image", "control_image"):
         return f"{KEYS[key]}{index + 1}"
     if key == "lora":
         text = _lora_label(value)
@@ -288,7 +296,7 @@ def _params(values: dict[str, Any], where: str) -> tuple[GenerationParams, str, 
 
 
 def _fixed_only(fixed: dict[str, Any]) -> dict[str, Any]:
-    """Pop the inpainting mask and the resize switch from `fixed`, checked (they are never axes)."""
+    """Pop the inpainting mask, the resize switch and the control type from `fixed`, checked (never axes)."""
     out = {}
     mask = fixed.pop("mask", None)
     if mask is not None:
@@ -300,6 +308,11 @@ def _fixed_only(fixed: dict[str, Any]) -> dict[str, Any]:
         raise InvalidParams(f"resize {resize!r} must be true or false")
     if resize:
         out["resize"] = True
+    kind = fixed.pop("control_type", None)
+    if kind is not None:
+        if kind not in defaults.CONTROL_TYPES:
+            raise InvalidParams(f"control_type must be one of {', '.join(defaults.CONTROL_TYPES)}, got {kind!r}")
+        out["control_type"] = kind
     return out
 
 

@@ -154,8 +154,10 @@ def _input_differences(item: Item, record: dict[str, Any]) -> dict[str, str]:
 
     out = {}
     recorded = record.get("inputs") or {}
-    for role in ("image", "mask"):
-        path = getattr(item.params, role)
+    from ..inputs import FIELDS
+
+    for role, field in FIELDS.items():
+        path = getattr(item.params, field, None)
         if path is None:
             continue
         had, now = (recorded.get(role) or {}).get("sha256"), cached_sha256(path)
@@ -243,7 +245,8 @@ def _record(item: Item, status: str, *, error: str | None = None, file: str | No
         "model": recipe.get("model") or (engine.info.to_dict() if engine is not None else {}),
         "warnings": recipe.get("warnings", []), "upscale": recipe.get("upscale"), "rank": rank,
         "loras": (recipe.get("loras") if recipe else getattr(engine, "loras", None)) or [],
-        "inputs": recipe.get("inputs"),  # the input image's / mask's sha256: resume compares them
+        "inputs": recipe.get("inputs"),  # the input image's / mask's / control image's sha256: resume compares them
+        "controlnet": recipe.get("controlnet"),  # the ControlNet file's name, sha256 and variant
         "finished_at": mf.now_iso(),
     }
 
