@@ -254,13 +254,13 @@ class JobQueue:
             if job is None:
                 return
             job.emit("started")
-            results: list = []
             try:
                 results = self._run(job)
             except Cancelled:
                 self._hand_off(job, CANCELLED)
             except ZTurboError as exc:
-                self._hand_off(job, FAILED, str(exc), "out_of_memory" if isinstance(exc, OutOfMemory) else "generation_failed")
+                kind = "out_of_memory" if isinstance(exc, OutOfMemory) else "generation_failed"
+                self._hand_off(job, FAILED, str(exc), kind)
             except Exception as exc:  # a bug must fail this job, never the worker
                 log.exception("job %s failed", job.id)
                 self._hand_off(job, FAILED, f"{type(exc).__name__}: {exc}", "server_error")
@@ -268,7 +268,7 @@ class JobQueue:
                 self._hand_off(job, DONE, results=results)
 
     def _hand_off(self, job: Job, state: str, error: str | None = None, error_type: str | None = None,
-                  results: list = ()) -> None:
+                  results: list | tuple = ()) -> None:
         """The GPU is free for the next job; this one ends on the saver thread, after its files are written."""
         with self._cond:
             self.running = None
@@ -278,7 +278,7 @@ class JobQueue:
         except RuntimeError:  # the saver has shut down (this worker outlived shutdown's grace): end it here
             self._end(job, state, error, error_type, results)
 
-    def _end(self, job: Job, state: str, error: str | None, error_type: str | None, results: list) -> None:
+    def _end(self, job: Job, state: str, error: str | None, error_type: str | None, results: list | tuple) -> None:
         try:
             if state == DONE:
                 try:
