@@ -135,3 +135,19 @@ def test_previews_are_drawn_for_readers_not_for_every_pass(tiny_engine, queue, m
     steps = [e for e in job.events_since(0) if e["event"] == "step"]
     assert [bool(e["data"].get("preview")) for e in steps] == [False, False, False, True]
     assert len(drawn) == 1
+
+
+def test_a_failed_write_fails_that_job_alone_and_says_why(tiny_engine, queue, monkeypatch):
+    real_save = zturbo.engine.save_png
+
+    def full_disk(image, target, recipe):
+        if recipe["params"]["prompt"] == "first":
+            raise OSError(28, "No space left on device")
+        return real_save(image, target, recipe)
+
+    monkeypatch.setattr(zturbo.engine, "save_png", full_disk)
+    q = queue(tiny_engine)
+    first, second = q.submit(params("first")), q.submit(params("second"))
+    wait_for(lambda: second.finished, what="the second job")
+    assert (first.state, first.error_type) == ("failed", "server_error") and "No space left" in first.error
+    assert second.state == DONE and (q.out_dir / second.images[0]).is_file()
