@@ -89,6 +89,7 @@ SERVER_HISTORY_MAX_PAGE = 200  # the largest ?limit= a client may ask for
 SERVER_JOBS_KEPT = 500  # finished jobs remembered in memory (images stay in the history)
 SERVER_PREVIEW_PX = 96  # longest side of a pass preview (JPEG data URL)
 SERVER_SHUTDOWN_GRACE_S = 10.0  # how long shutdown waits for the cancelled job to stop
+SERVER_PENDING_SAVES = 4  # generations whose PNGs may wait for the encoder thread; then the worker waits (memory)
 SERVER_HISTORY_DB = "history.sqlite"  # in the output folder, beside the images
 SERVER_MAX_LORAS = 8  # LoRAs one request may name (--lora-dir)
 SERVER_LORA_ADAPTERS_KEPT = 8  # per-request LoRAs kept loaded as adapters; the least recently used goes first

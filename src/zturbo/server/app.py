@@ -113,6 +113,10 @@ def safe_image_path(out_dir: Path, name: str) -> Path | None:
     return path
 
 
+def b64_file(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
 def upload_doc(file: str, **fields: str) -> dict[str, Any]:
     """The OpenAPI shape of a multipart upload route (its form is read by hand, for the size cap)."""
     props: dict[str, Any] = {file: {"type": "string", "format": "binary"}}
@@ -364,10 +368,10 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
             try:
                 yield f"event: state\ndata: {json.dumps(job.view())}\n\n"
                 while True:
-                    for e in job.events_since(index):
+                    for e in await run_in_threadpool(job.events_since, index):  # draws previews: off the loop
                         index += 1
                         yield f"event: {e['event']}\ndata: {json.dumps(e['data'])}\n\n"
-                    if job.finished and not job.events_since(index):
+                    if job.finished and not job.has_events_since(index):
                         return
                     try:
                         await asyncio.wait_for(ev.wait(), timeout=15)
@@ -430,7 +434,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
             if response_format == "url":
                 item["url"] = str(request.base_url) + f"api/images/{name}"
             else:
-                item["b64_json"] = base64.b64encode((out_dir / name).read_bytes()).decode("ascii")
+                item["b64_json"] = await run_in_threadpool(b64_file, out_dir / name)  # off the event loop
             data.append(item)
         return {"created": int(job.created), "data": data, "job_id": job.id, "warnings": job.warnings}
 

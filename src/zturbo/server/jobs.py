@@ -4,6 +4,11 @@ A job is accepted only if the queue has room (else QueueFull -> HTTP 503). The w
 in order, reports every pass as an event, and saves a job's images only when all of them are
 done: a cancelled or failed job leaves nothing on disk. Any error fails that job alone.
 
+The worker never waits for the disk: it hands a generated job to the saver thread (PNG encode with
+the recipe, atomic write, history row) and starts the next generation at once. Every job ends on
+the saver thread, so jobs end in the order they ran, and one is "done" only once its files exist.
+Shutdown writes what was already generated before it returns: nothing made is lost.
+
 Events reach async code (SSE streams, the OpenAI endpoint waiting for its result) through
 asyncio.Events set with loop.call_soon_threadsafe: no polling, no thread per waiter.
 """
@@ -17,6 +22,7 @@ import logging
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,7 @@ from .. import defaults
 from ..errors import Cancelled, OutOfMemory, ZTurboError
 from ..params import GenerationParams, seed_series
 from .history import History
-from .preview import preview_data_url
+from .preview import Snapshot
 
 log = logging.getLogger("zturbo.server")
 
@@ -75,11 +81,14 @@ class Job:
         }
 
     # -- events ---------------------------------------------------------------------------------
-    def emit(self, kind: str, **data: Any) -> None:
+    def emit(self, kind: str, preview: Snapshot | None = None, ends: bool = False, **data: Any) -> None:
         with self._lock:
+            if ends:  # the state and its event change together: a reader never sees one without the other
+                self.state = kind
             if kind == "step" and self._events and self._events[-1]["event"] == "step":
-                self._events[-1]["data"].pop("preview", None)  # keep only the latest preview in memory
-            self._events.append({"event": kind, "data": {"id": self.id, "state": self.state, **data}})
+                self._events[-1]["preview"] = None  # keep only the latest preview in memory
+            self._events.append({"event": kind, "data": {"id": self.id, "state": self.state, **data},
+                                 "preview": preview})
             watchers = list(self._watchers)
         for loop, ev in watchers:
             try:
@@ -88,8 +97,23 @@ class Job:
                 pass
 
     def events_since(self, index: int) -> list[dict[str, Any]]:
+        """Events from `index` on, a step's preview drawn now (it may wait for that pass on the GPU:
+        call it off the event loop)."""
         with self._lock:
-            return self._events[index:]
+            events = [(e["event"], e["data"], e["preview"]) for e in self._events[index:]]
+        return [{"event": kind, "data": {**data, "preview": snap.data_url()} if snap else data}
+                for kind, data, snap in events]
+
+    def has_events_since(self, index: int) -> bool:
+        with self._lock:
+            return len(self._events) > index
+
+    def draw_last_preview(self) -> None:
+        """A finished job keeps its last preview as a small JPEG, not as latents in host memory."""
+        with self._lock:
+            snap = next((e["preview"] for e in reversed(self._events) if e["event"] == "step"), None)
+        if snap is not None:
+            snap.data_url()
 
     def watch(self) -> asyncio.Event:
         ev = asyncio.Event()
@@ -135,6 +159,9 @@ class JobQueue:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._work, name="zturbo-worker", daemon=True)
+        # one thread: jobs end in the order they ran (the PNG encoder itself uses every core)
+        self._saver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zturbo-save")
+        self._save_slots = threading.BoundedSemaphore(defaults.SERVER_PENDING_SAVES)
 
     def start(self) -> None:
         self._thread.start()
@@ -178,10 +205,12 @@ class JobQueue:
                     "peak_waiting": self.peak_waiting, "completed": self.completed, "failed": self.failed}
 
     def shutdown(self, timeout: float = defaults.SERVER_SHUTDOWN_GRACE_S) -> None:
-        """Refuse new jobs, cancel the waiting ones and the running one, and wait for the worker."""
+        """Refuse new jobs, cancel the waiting ones and the running one, wait for the worker, then for
+        the saver: images already generated are written, never dropped."""
         self.begin_shutdown()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        self._saver.shutdown(wait=True)
 
     def begin_shutdown(self) -> None:
         with self._cond:
@@ -204,9 +233,10 @@ class JobQueue:
             self.jobs.popitem(last=False)
 
     def _finish(self, job: Job, state: str, error: str | None = None, error_type: str | None = None) -> None:
-        job.state, job.error, job.error_type = state, error, error_type
+        job.error, job.error_type = error, error_type
         job.finished_at = time.time()
-        job.emit(state, images=list(job.images), warnings=list(job.warnings), error=error, error_type=error_type)
+        job.emit(state, ends=True, images=list(job.images), warnings=list(job.warnings), error=error,
+                 error_type=error_type)
 
     def _next(self) -> Job | None:
         with self._cond:
@@ -226,27 +256,61 @@ class JobQueue:
                 return
             job.emit("started")
             try:
-                self._run(job)
+                results = self._run(job)
             except Cancelled:
-                self._end(job, CANCELLED)
+                self._hand_off(job, CANCELLED)
             except ZTurboError as exc:
-                self._end(job, FAILED, str(exc), "out_of_memory" if isinstance(exc, OutOfMemory) else "generation_failed")
+                kind = "out_of_memory" if isinstance(exc, OutOfMemory) else "generation_failed"
+                self._hand_off(job, FAILED, str(exc), kind)
             except Exception as exc:  # a bug must fail this job, never the worker
                 log.exception("job %s failed", job.id)
-                self._end(job, FAILED, f"{type(exc).__name__}: {exc}", "server_error")
+                self._hand_off(job, FAILED, f"{type(exc).__name__}: {exc}", "server_error")
             else:
-                self._end(job, DONE)
+                self._hand_off(job, DONE, results=results)
 
-    def _end(self, job: Job, state: str, error: str | None = None, error_type: str | None = None) -> None:
+    def _hand_off(self, job: Job, state: str, error: str | None = None, error_type: str | None = None,
+                  results: list | tuple = ()) -> None:
+        """The GPU is free for the next job; this one ends on the saver thread, after its files are written."""
         with self._cond:
             self.running = None
-            if state == DONE:
-                self.completed += 1
-            elif state == FAILED:
-                self.failed += 1
-            self._finish(job, state, error, error_type)
+        self._save_slots.acquire()  # at most SERVER_PENDING_SAVES jobs' images wait in memory
+        try:
+            self._saver.submit(self._end, job, state, error, error_type, results)
+        except RuntimeError:  # the saver has shut down (this worker outlived shutdown's grace): end it here
+            self._end(job, state, error, error_type, results)
 
-    def _run(self, job: Job) -> None:
+    def _end(self, job: Job, state: str, error: str | None, error_type: str | None, results: list | tuple) -> None:
+        try:
+            if state == DONE:
+                try:
+                    self._save(job, results)
+                except Cancelled:
+                    state = CANCELLED
+                except Exception as exc:  # a full disk fails this job, never the saver
+                    log.exception("job %s: writing its images failed", job.id)
+                    state, error, error_type = FAILED, f"{type(exc).__name__}: {exc}", "server_error"
+            job.draw_last_preview()
+            with self._cond:
+                if state == DONE:
+                    self.completed += 1
+                elif state == FAILED:
+                    self.failed += 1
+                self._finish(job, state, error, error_type)
+        finally:
+            self._save_slots.release()
+
+    def _save(self, job: Job, results: list) -> None:
+        """All images made: only now does anything touch the disk (atomically, one file at a time)."""
+        if job.cancel_requested.is_set():
+            raise Cancelled("cancelled")
+        for i, result in enumerate(results):
+            name = image_name(job, i, result.params[0].seed)
+            result.save([self.out_dir / name])
+            self.history.add(name, job.id, result.recipes[0])
+            job.images.append(name)
+            job.recipes.append(result.recipes[0])
+
+    def _run(self, job: Job) -> list:
         if job.cancel_requested.is_set():
             raise Cancelled("cancelled before it started")
         results = []
@@ -257,20 +321,14 @@ class JobQueue:
 
             def on_step(step: int, total: int, latents, i=i, done_before=done_before) -> None:
                 job.step = done_before + step
-                extra = {"preview": preview_data_url(latents)} if self.previews else {}
-                job.emit("step", step=job.step, total=job.total, image=i, image_step=step, image_steps=total, **extra)
+                job.emit("step", Snapshot(latents) if self.previews else None, step=job.step, total=job.total,
+                         image=i, image_step=step, image_steps=total)
 
             p = job.params if i == 0 else job.params.replace(seed=seed)
             result = self.engine.generate(p, on_step=on_step, should_cancel=job.cancel_requested.is_set,
                                           **({"loras": job.loras} if job.loras else {}))
             results.append(result)
             job.warnings += [w for w in result.warnings if w not in job.warnings]
-        # all images made: only now does anything touch the disk (atomically, one file at a time)
         if job.cancel_requested.is_set():
             raise Cancelled("cancelled")
-        for i, result in enumerate(results):
-            name = image_name(job, i, result.params[0].seed)
-            result.save([self.out_dir / name])
-            self.history.add(name, job.id, result.recipes[0])
-            job.images.append(name)
-            job.recipes.append(result.recipes[0])
+        return results

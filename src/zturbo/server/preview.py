@@ -3,12 +3,16 @@
 Decoding every pass with the VAE would cost as much as the pass itself at 1 MP. Projecting the
 16 latent channels on their first three principal components shows the layout forming for almost
 nothing (a 16x16 eigenproblem). Colours are false colours; the final image is the real decode.
+
+The worker only takes a Snapshot of each pass (a copy to the host queued on the GPU's stream, no
+sync): the preview is drawn later, by whoever reads it, so passes run back to back on the GPU.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import threading
 
 import numpy as np
 import torch
@@ -47,3 +51,28 @@ def preview_data_url(latents: torch.Tensor, max_side: int = defaults.SERVER_PREV
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=70)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class Snapshot:
+    """A pass's latents on their way to the host; data_url() draws the preview when first asked."""
+
+    def __init__(self, latents: torch.Tensor):
+        latents = latents.detach()
+        self._ready = None
+        if latents.is_cuda:  # a pinned copy queued behind this pass; the event marks its end
+            self._tensor = latents.to("cpu", non_blocking=True)
+            self._ready = torch.cuda.Event()
+            self._ready.record()
+        else:  # the pipeline makes new latents each pass: this tensor is never written again
+            self._tensor = latents.cpu()
+        self._url: str | None = None
+        self._lock = threading.Lock()
+
+    def data_url(self) -> str:
+        with self._lock:  # two readers of one pass draw it once
+            if self._url is None:
+                if self._ready is not None:
+                    self._ready.synchronize()  # waits for this pass only, never for later work on the GPU
+                self._url = preview_data_url(self._tensor)
+                self._tensor = self._ready = None
+            return self._url
