@@ -52,3 +52,25 @@ def test_bad_sweep_input_is_exit_2_and_nothing_written(tmp_path, capsys, args, m
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1
     assert not (tmp_path / "sw").exists()
+
+
+def test_a_rerun_with_another_controlnet_file_is_refused_never_counted_done(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from zturbo.controlnet import tiny_file
+
+    control = noise_image(tmp_path / "edges.png")
+    out = tmp_path / "sw"
+    run = ["sweep", "--control", str(control), "--vary", "control_scale=0.5,1", "--out", str(out), *TINY]
+    assert main([*run, "--controlnet", "tiny"]) == 0
+    assert main([*run, "--controlnet", "tiny"]) == 0  # the same file: a resume, nothing to redo
+    state = load_file(str(tiny_file()))
+    key = next(k for k in state if k.startswith("control_layers."))
+    state[key] = state[key] + 0.01
+    other = tmp_path / "other-union.safetensors"
+    save_file(state, str(other))
+    before = {p.name: p.read_bytes() for p in (out / "grid").glob("*.png")}
+    capsys.readouterr()
+    assert main([*run, "--controlnet", str(other)]) == 2
+    assert "ControlNet sha256" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (out / "grid").glob("*.png")} == before

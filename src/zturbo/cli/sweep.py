@@ -268,6 +268,17 @@ def _target(args, dev):
     return Target(dev.type, name, (args.model or defaults.MODEL_ID) == defaults.TINY_MODEL)
 
 
+def _controlnet_sha(path: str | None) -> str:
+    """The sha256 a sweep's records hold for its ControlNet file ("" without one): resume compares it."""
+    if not path:
+        return ""
+    from ..controlnet import check_file, tiny_file
+    from ..hashing import cached_sha256
+
+    check_file(path)  # missing or pickled: the one-line error, before anything is hashed
+    return cached_sha256(tiny_file() if path == defaults.TINY_MODEL else path)
+
+
 def _check_lora_scale(plan, loras) -> None:
     """A lora axis names its LoRAs itself (no --lora); a lora_scale axis scales exactly one --lora, typed
     without its own scale."""
@@ -309,17 +320,18 @@ def run(args) -> int:
     options = load_options(args, device=str(device))
     _check_lora_scale(plan, options.loras)
     loras = lora_key(options.loras)  # another LoRA or scale makes other images: resume compares them too
+    controlnet = _controlnet_sha(options.controlnet)  # so does another ControlNet file
     if args.dry_run:
         print(describe(plan, target=_target(args, device)))
         records = mf.merged_records(out) if out.is_dir() else {}
-        done = sum(1 for i in plan.items if is_done(out, i, records.get(i.id), model, loras))
+        done = sum(1 for i in plan.items if is_done(out, i, records.get(i.id), model, loras, controlnet))
         if done:
             print(f"{out}: {done} of {len(plan.items)} images already done (a run resumes from there)")
         if launch.sharded:
             print(f"rank {launch.rank} of {launch.world_size}: {len(shard(plan.items, launch.rank, launch.world_size))} images")
         sys.stdout.flush()
         if out.is_dir() and not args.overwrite:
-            check_no_overwrite(plan, out, records, model, loras)  # the run would stop here: say so now
+            check_no_overwrite(plan, out, records, model, loras, controlnet)  # the run would stop here: say so now
         return 0
 
     say(plan.step_mapping, args.quiet)
@@ -338,7 +350,7 @@ def run(args) -> int:
 
     try:
         outcome = run_sweep(plan, out, loader=loader, model=model, launch=launch, quiet=args.quiet,
-                            merge=not args.no_merge, overwrite=args.overwrite, loras=loras)
+                            merge=not args.no_merge, overwrite=args.overwrite, loras=loras, controlnet=controlnet)
     except KeyboardInterrupt:
         return _interrupted(out, plan, shard(plan.items, launch.rank, launch.world_size))
     print(summary_table(plan.groups({i.id for i in outcome.items}), outcome.records, outcome.not_loaded))

@@ -109,9 +109,10 @@ def _recorded_loras(record: dict[str, Any]) -> tuple[tuple[str, float], ...]:
 
 
 def _differences(item: Item, record: dict[str, Any], model: str | None,
-                 loras: tuple[tuple[str, float], ...] | None = None) -> dict[str, str]:
+                 loras: tuple[tuple[str, float], ...] | None = None, controlnet: str | None = None) -> dict[str, str]:
     """What a record made differently from this item as planned now: {"size": "size 64x64 -> 32x32", ...}.
-    `loras` (lora_key of the run's LoRAs; None: not compared) counts too: another LoRA or scale is another image."""
+    `loras` (lora_key of the run's LoRAs; None: not compared) counts too: another LoRA or scale is another image;
+    so does `controlnet` (the run's ControlNet file's sha256, "" for none; None: not compared)."""
     out = {}
     if record.get("quant") != item.quant:
         out["quant"] = f"quant {record.get('quant')} -> {item.quant}"
@@ -136,6 +137,9 @@ def _differences(item: Item, record: dict[str, Any], model: str | None,
     made_with = (record.get("model") or {}).get("model")
     if model is not None and made_with != model:
         out["model"] = f"model {made_with} -> {model}"
+    had_cn = (record.get("controlnet") or {}).get("sha256") or ""
+    if controlnet is not None and had_cn != controlnet:
+        out["controlnet"] = f"ControlNet sha256 {had_cn[:12] or 'none'} -> {controlnet[:12] or 'none'}"
     loras = item_loras(item, loras)
     if loras is not None and _recorded_loras(record) != loras:
         had = ", ".join(f"{r.get('name')}:{r.get('scale', 1.0):g}" for r in record.get("loras") or []) or "none"
@@ -167,9 +171,9 @@ def _input_differences(item: Item, record: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _matches(item: Item, record: dict[str, Any] | None, model: str | None, loras=None) -> bool:
-    """Does a record describe this item as planned now (same params, precision, model, LoRAs)?"""
-    return bool(record) and not _differences(item, record, model, loras)
+def _matches(item: Item, record: dict[str, Any] | None, model: str | None, loras=None, controlnet=None) -> bool:
+    """Does a record describe this item as planned now (same params, precision, model, LoRAs, ControlNet)?"""
+    return bool(record) and not _differences(item, record, model, loras, controlnet)
 
 
 def _has_image(folder: Path, record: dict[str, Any] | None) -> bool:
@@ -177,12 +181,12 @@ def _has_image(folder: Path, record: dict[str, Any] | None) -> bool:
 
 
 def check_no_overwrite(plan: Plan, folder: Path, records: dict[str, dict[str, Any]], model: str | None,
-                       loras=None) -> None:
+                       loras=None, controlnet=None) -> None:
     """Refuse a run that would replace an image made with other settings, or drop the images of an earlier
     experiment of the same name from plan.json (a grid re-run with another --size, say). Same settings
     resume; failed and missing images are simply made. Another upscaler file re-makes the upscale
     experiment's upscaled images by design (README: the upscaler's sha256 is part of the item)."""
-    replaced = [(i, _differences(i, records[i.id], model, loras)) for i in plan.items
+    replaced = [(i, _differences(i, records[i.id], model, loras, controlnet)) for i in plan.items
                 if _has_image(folder, records.get(i.id))]
     replaced = [(i, [text for key, text in diff.items() if key != "upscaler"]) for i, diff in replaced]
     replaced = [(i, diff) for i, diff in replaced if diff]
@@ -204,9 +208,10 @@ def check_no_overwrite(plan: Plan, folder: Path, records: dict[str, dict[str, An
                 "both, or add --overwrite to replace that experiment (its files stay on disk)")
 
 
-def is_done(folder: Path, item: Item, record: dict[str, Any] | None, model: str | None, loras=None) -> bool:
+def is_done(folder: Path, item: Item, record: dict[str, Any] | None, model: str | None, loras=None,
+            controlnet=None) -> bool:
     """Skipped on resume: recorded as planned now, and its PNG still on disk with the recorded hash."""
-    return _matches(item, record, model, loras) and mf.record_is_valid(folder, record)
+    return _matches(item, record, model, loras, controlnet) and mf.record_is_valid(folder, record)
 
 
 def _clean_temp_files(folder: Path, items: list[Item]) -> None:
@@ -258,9 +263,10 @@ def _marker(folder: Path, rank: int) -> Path:
 def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, model: str | None = None,
               launch: Launch | None = None, quiet: bool = False, merge: bool = True,
               poll_seconds: float = 1.0, overwrite: bool = False,
-              loras: tuple[tuple[str, float], ...] | None = None) -> Outcome:
+              loras: tuple[tuple[str, float], ...] | None = None, controlnet: str | None = None) -> Outcome:
     """Make every item of `plan` (this process's share of it) into `folder`; see the module docstring.
-    `overwrite`: replace images made in `folder` with other settings (refused otherwise)."""
+    `overwrite`: replace images made in `folder` with other settings (refused otherwise). `controlnet`: the
+    run's ControlNet sha256 ("" for none), compared on resume like the LoRAs (None: not compared)."""
     launch = launch or Launch()
     folder = Path(folder)
     try:
@@ -275,8 +281,8 @@ def run_sweep(plan: Plan, folder: str | os.PathLike, *, loader: EngineLoader, mo
 
     records = mf.merged_records(folder)
     if not overwrite:
-        check_no_overwrite(plan, folder, records, model, loras)
-    pending = [i for i in mine if not is_done(folder, i, records.get(i.id), model, loras)]
+        check_no_overwrite(plan, folder, records, model, loras, controlnet)
+    pending = [i for i in mine if not is_done(folder, i, records.get(i.id), model, loras, controlnet)]
     outcome = Outcome(items=mine, skipped=len(mine) - len(pending))
     check_disk(folder, pending)
     mf.write_plan(folder, plan.to_json(mf.read_plan(folder)))
