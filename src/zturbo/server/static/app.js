@@ -855,9 +855,11 @@ async function init() {
     const h = await apiJson("/api/health");
     state.health = h;
     fillDefaults(h);
+    const first = $("message").textContent;
     await loadLoras();
     await loadHistory(true);
-    message("");
+    // clear the start-up note only: a message a user's action set meanwhile (an upload's error) stays
+    if ($("message").textContent === first) message("");
     await resume();
   } catch (err) {
     message(err.message, "error");
