@@ -40,8 +40,12 @@ def test_emulated_error_predicts_torchaos_real_fp8_error():
     inputs = {}
     tr = engine.pipe.transformer
     eligible = {n: m for n, m in tr.named_modules() if P.fp8.is_fp8_linear(m, n)}
-    hooks = [m.register_forward_hook(lambda mod, a, o, n=n: inputs.setdefault(n, a[0].reshape(-1, mod.in_features)[:512]))
-             for n, m in eligible.items()]
+    def keep_input(name):
+        def hook(mod, args, _out):  # returns None: a forward hook's return value would replace the output
+            inputs.setdefault(name, args[0].reshape(-1, mod.in_features)[:512])
+        return hook
+
+    hooks = [m.register_forward_hook(keep_input(n)) for n, m in eligible.items()]
     engine.generate(GenerationParams(prompt="a red fox in the snow", seed=3, width=64, height=64, rng="cpu"))
     for h in hooks:
         h.remove()
