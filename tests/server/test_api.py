@@ -44,6 +44,11 @@ def test_health_names_the_model_precision_queue_and_presets(client):
     assert h["defaults"]["steps"] == 8 and h["presets"]["16:9"]["1"] == [1360, 768]
 
 
+def test_health_answers_head_for_uptime_checks(client):
+    r = client.head("/api/health")
+    assert r.status_code == 200 and r.content == b""
+
+
 def test_job_reports_every_pass_with_a_preview_then_the_image(client):
     r = client.post("/api/jobs", json={"prompt": "a red robot", "size": "64x48", "steps": 3, "seed": 7})
     assert r.status_code == 202

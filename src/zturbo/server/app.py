@@ -275,7 +275,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
         return FileResponse(str(STATIC / "docs.html"))
 
     # -- native API -----------------------------------------------------------------------------
-    @app.get("/api/health", summary="Model, precision, device, queue and limits")
+    @app.api_route("/api/health", methods=["GET", "HEAD"], summary="Model, precision, device, queue and limits")
     async def health():
         info = engine.info
         return {
