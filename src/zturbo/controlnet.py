@@ -111,18 +111,13 @@ def load_controlnet(path: str, transformer, dtype) -> tuple[Any, dict[str, Any]]
 
 def from_recipe(record: dict[str, Any], image: str) -> str:
     """The ControlNet an image's recipe names, for --from: the file at its recorded path, unchanged."""
-    from .hashing import cached_sha256
+    from .hashing import recorded_file
 
-    path, sha = record.get("path") or record.get("name"), record.get("sha256") or ""
+    path = record.get("path") or record.get("name")
     if path == defaults.TINY_MODEL:
         return path
-    if not path or not os.path.isfile(path):
-        raise InvalidParams(f"{image} was made with the ControlNet {record.get('name')} (sha256 {sha[:12]}), not "
-                            f"found at {path}: put it back there, or give --controlnet FILE with a copy of it")
-    if sha and cached_sha256(path) != sha:
-        raise InvalidParams(f"{image} was made with the ControlNet {path} (sha256 {sha[:12]}), which has changed "
-                            f"since (now {cached_sha256(path)[:12]}): give --controlnet {path} to use it anyway")
-    return path
+    return recorded_file(path, record.get("sha256") or "", image=image, what="ControlNet", name=record.get("name"),
+                         flag="--controlnet")
 
 
 def tiny_file() -> Path:

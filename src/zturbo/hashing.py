@@ -32,3 +32,18 @@ def cached_sha256(path: str | os.PathLike) -> str:
         index[key] = sha256_file(path)
         write_text_atomic(index_file, json.dumps(index, indent=1))
     return index[key]
+
+
+def recorded_file(path: str | None, sha: str, *, image: str, what: str, name: str | None, flag: str,
+                  scale: str = "") -> str:
+    """A file an image's recipe names (a LoRA, a ControlNet), for --from: at its recorded path and unchanged,
+    else an InvalidParams saying how to give it (`flag` FILE`scale`)."""
+    from .errors import InvalidParams
+
+    if not path or not os.path.isfile(path):
+        raise InvalidParams(f"{image} was made with the {what} {name} (sha256 {sha[:12]}), not found at {path}: "
+                            f"put it back there, or give {flag} FILE{scale} with a copy of it")
+    if sha and cached_sha256(path) != sha:
+        raise InvalidParams(f"{image} was made with the {what} {path} (sha256 {sha[:12]}), which has changed since "
+                            f"(now {cached_sha256(path)[:12]}): give {flag} {path}{scale} to use it anyway")
+    return path

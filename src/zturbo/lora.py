@@ -197,16 +197,12 @@ def a1111_hashes(loras: list[dict[str, Any]]) -> str | None:
 
 def from_recipe(records: list[dict[str, Any]], image: str) -> tuple[tuple[str, float], ...]:
     """The LoRAs an image's recipe names, for --from: each file at its recorded path, unchanged."""
-    from .hashing import cached_sha256
+    from .hashing import recorded_file
 
     out = []
     for r in records:
-        path, scale, sha = r.get("path") or r.get("name"), r.get("scale", 1.0), r.get("sha256") or ""
-        if not path or not os.path.isfile(path):
-            raise InvalidParams(f"{image} was made with the LoRA {r.get('name')} (sha256 {sha[:12]}), not found at "
-                                f"{path}: put it back there, or give --lora FILE:{scale:g} with a copy of it")
-        if sha and cached_sha256(path) != sha:
-            raise InvalidParams(f"{image} was made with the LoRA {path} (sha256 {sha[:12]}), which has changed since "
-                                f"(now {cached_sha256(path)[:12]}): give --lora {path}:{scale:g} to use it anyway")
+        scale = r.get("scale", 1.0)
+        path = recorded_file(r.get("path") or r.get("name"), r.get("sha256") or "", image=image, what="LoRA",
+                             name=r.get("name"), flag="--lora", scale=f":{scale:g}")
         out.append((path, float(scale)))
     return tuple(out)
