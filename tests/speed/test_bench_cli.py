@@ -74,6 +74,8 @@ def test_bench_without_a_gpu_says_so_instead_of_loading_the_full_model(capsys, m
 
 @pytest.mark.parametrize("args,msg", [
     (["--sizes", "64"], "argument --sizes: size '64' is not WIDTHxHEIGHT"),
+    (["--sizes", "0x64"], "argument --sizes: width must be positive, got 0"),
+    (["--sizes", "64x64,100x64"], "width 100 is not a multiple of 16 (VAE 8x × patch 2): use 96 or 112"),
     (["--variants", "stock,turbo"], "argument --variants: unknown variant turbo: choose from stock,"),
 ])
 def test_bench_bad_sizes_and_variants_are_named(capsys, args, msg):

@@ -36,7 +36,11 @@ from .common import fp8_budget_arg
 
 def _sizes(text: str) -> list[tuple[int, int]]:
     try:
-        return [geometry.parse_size(x) for x in text.split(",")]
+        sizes = [geometry.parse_size(x) for x in text.split(",")]
+        for w, h in sizes:  # positive multiples of 16 within the model's reach, as for generate
+            geometry.check_side("width", w)
+            geometry.check_side("height", h)
+        return sizes
     except InvalidParams as exc:  # argparse would hide a ValueError's message behind "invalid value"
         raise argparse.ArgumentTypeError(str(exc)) from None
 
