@@ -38,6 +38,27 @@ def test_quality_on_tiny_cpu_writes_json(tmp_path, capsys):
     assert "fp8: off (no CUDA GPU" in capsys.readouterr().out  # says why nothing changed
 
 
+def test_quality_reports_lpips_where_its_weights_are_on_disk_and_says_why_not_elsewhere(tmp_path, capsys,
+                                                                                         monkeypatch):
+    from zturbo.report import learned
+
+    args = ["bench", "--quality", "--tiny", "--device", "cpu", "--sizes", "64x64", "--prompts", "1", "--tier", "fast"]
+    out = tmp_path / "q.json"
+    assert main([*args, "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert "lpips" not in res["tiers"]["fast"]["images"][0] and res["lpips"].startswith("unavailable")
+    assert "LPIPS: unavailable" in capsys.readouterr().out
+    # with the backbone on disk: one distance per image pair, from the report's own LPIPS
+    monkeypatch.setattr(learned, "_lpips_backbone", lambda: tmp_path / "alexnet.pth")
+    seen = []
+    monkeypatch.setattr(learned, "lpips_distances", lambda pairs: seen.append(pairs) or {k: 0.0 for k in pairs})
+    assert main([*args, "--json", str(out)]) == 0
+    tier = json.loads(out.read_text())["tiers"]["fast"]
+    assert tier["images"][0]["lpips"] == 0.0 and tier["mean_lpips"] == 0.0
+    (a, b), = seen[0].values()
+    assert a.size == b.size == (64, 64)
+
+
 def test_quality_prints_the_per_gemm_error_table_of_the_calibrated_tier(tmp_path, capsys, monkeypatch):
     from test_fp8_policy import _pretend_fp8_runs
 

@@ -35,12 +35,20 @@ def _render(engine, params: list[GenerationParams]):
 TIERS = {"fast": ("lossless", None), "fp8": ("fp8", None), "fp8-all": ("fp8", "all")}
 
 
-def _compare(params, ref, got) -> dict:
+def _compare(params, ref, got, lpips: bool = False) -> dict:
     # PSNR of identical images is infinite: stored as 99 dB so that the JSON stays standard
     rows = [{"prompt": p.prompt, "seed": p.seed, "psnr_db": round(min(psnr(a, b), 99.0), 2),
              "ssim": round(ssim(a, b), 4)} for p, a, b in zip(params, ref, got)]
-    return {"images": rows, "mean_psnr_db": round(statistics.fmean(r["psnr_db"] for r in rows), 2),
-            "mean_ssim": round(statistics.fmean(r["ssim"] for r in rows), 4)}
+    out = {"images": rows, "mean_psnr_db": round(statistics.fmean(r["psnr_db"] for r in rows), 2),
+           "mean_ssim": round(statistics.fmean(r["ssim"] for r in rows), 4)}
+    if lpips:  # the report's LPIPS (AlexNet), from weights already on disk
+        from ..report.learned import lpips_distances
+
+        dist = lpips_distances({str(i): (a, b) for i, (a, b) in enumerate(zip(ref, got))})
+        for i, r in enumerate(rows):
+            r["lpips"] = round(dist[str(i)], 4)
+        out["mean_lpips"] = round(statistics.fmean(r["lpips"] for r in rows), 4)
+    return out
 
 
 def error_table(policy, top: int) -> list[str]:
@@ -65,7 +73,11 @@ def run_quality(args) -> dict:
     ref_engine = Engine.load(model=model, quant="bf16", device=args.device)
     ref = _render(ref_engine, params)
     del ref_engine
-    res = {"model": model, "size": f"{w}x{h}", "reference": "bf16 eager", "tiers": {}}
+    from ..report.learned import status
+
+    lp = next(m for m in status() if m.name == "LPIPS")
+    print(f"LPIPS: {lp.note}")
+    res = {"model": model, "size": f"{w}x{h}", "reference": "bf16 eager", "lpips": lp.note, "tiers": {}}
     for tier in args.tier:
         fast, budget = TIERS[tier]
         candidate = Engine.load(model=model, quant=args.quant or "bf16", gguf=args.gguf, device=args.device,
@@ -75,14 +87,15 @@ def run_quality(args) -> dict:
         policy = candidate.fp8_policy
         res["device"] = candidate.device_name
         res["tiers"][tier] = {"quant": candidate.info.quant, "speed": [str(f) for f in candidate.speed],
-                              "fp8_policy": policy.recipe() if policy else None, **_compare(params, ref, got)}
+                              "fp8_policy": policy.recipe() if policy else None, **_compare(params, ref, got, lp.available)}
         if policy is not None and policy.errors:
             res["fp8_errors"] = dict(policy.ranked())
             print("\n".join(error_table(policy, args.top)))
         del candidate
         r = res["tiers"][tier]
         for row in r["images"]:
-            print(f"{tier}: seed {row['seed']}  PSNR {row['psnr_db']} dB  SSIM {row['ssim']}  {row['prompt'][:60]}")
+            lpips = f"  LPIPS {row['lpips']}" if "lpips" in row else ""
+            print(f"{tier}: seed {row['seed']}  PSNR {row['psnr_db']} dB  SSIM {row['ssim']}{lpips}  {row['prompt'][:60]}")
         fp8 = next((f for f in r["speed"] if f.startswith("fp8:")), "")
         print(f"{tier}: mean PSNR {r['mean_psnr_db']} dB (identical images count as 99), mean SSIM {r['mean_ssim']}"
               + (f"  [{fp8}]" if fp8.startswith("fp8: off") else ""))

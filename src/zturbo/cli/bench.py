@@ -21,7 +21,7 @@ examples:
   zturbo bench --json bench/speed_H100.json
   zturbo bench --sizes 1024x1024 --variants stock,fast,fp8 --repeats 5
   zturbo bench --tiny --device cpu --sizes 64x64 --repeats 1   # smoke run of the harness
-  zturbo bench --quality --sizes 1024x1024                      # PSNR/SSIM of --fp8 (calibrated, and all-FP8)
+  zturbo bench --quality --sizes 1024x1024                      # PSNR/SSIM (+LPIPS) of --fp8 (calibrated, all-FP8)
                                                                 # vs bf16 on your weights + per-GEMM FP8 errors
   zturbo bench --quality --tier fp8 --fp8-budget 0.03           # a tighter budget: more GEMMs kept bf16
   zturbo bench --quality --tier fast                            # the lossless tier vs bf16 eager
