@@ -116,7 +116,28 @@ def test_warm_up_compiles_before_ready_only_when_something_compiles(capsys):
     assert "warming up --fast at 1024x1024, 720x1280" in capsys.readouterr().err
     Fake.speed = [Feature("compile", False, "no CUDA GPU")]
     calls.clear()
-    assert warm_up(Fake(), [(1024, 1024)]) is None and calls == []
+    assert warm_up(Fake(), [(1024, 1024)]) is None and calls == []  # a CPU: nothing to pay
+
+
+def test_plain_serve_on_a_gpu_warms_up_once_at_the_first_size(capsys):
+    import torch
+
+    from zturbo.cli.common import warm_up
+
+    calls = []
+
+    class Fake:
+        speed = []
+        device = torch.device("cuda")
+
+        def generate(self, params):
+            calls.append((params.width, params.height, params.guidance, params.steps))
+
+    assert warm_up(Fake(), [(1024, 1024), (720, 1280)]) is not None
+    assert calls == [(1024, 1024, 0.0, 1)]  # nothing compiles: one pass at one size sets the GPU up
+    assert "warming up at 1024x1024 (the GPU's first-call set-up)" in capsys.readouterr().err
+    calls.clear()
+    assert warm_up(Fake(), []) is None and calls == []  # --warm-up none
 
 
 def test_a_bad_warm_up_size_fails_before_the_load(capsys, tmp_path, monkeypatch):

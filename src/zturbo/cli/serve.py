@@ -56,6 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--warm-up", default=f"{defaults.WIDTH}x{defaults.HEIGHT}", metavar="WxH[,WxH]",
                    help="with --fast/--fp8: generate at these sizes before saying ready, so that the first request "
                         "does not pay the compile (default %(default)s; other sizes then only capture a CUDA graph); "
+                        "without --fast on a GPU: one 1-pass image at the first size (the GPU's first-call set-up); "
                         "'none' skips it")
     common.add_model_arguments(p)
 
