@@ -2,7 +2,8 @@
 
 Random weights of the real architecture (zturbo.benchmark.randmodel: they time like the checkpoint), one
 process. Modes: text-to-image, image-to-image (strength 0.6: 5 of 8 passes), inpainting (strength 1.0: 8
-passes), and ControlNet where zturbo has it (a random Union-layout ControlNet of the real size). For each
+passes), and ControlNet (a random Union-2.1-layout ControlNet of the real size; plain only: it refuses
+--fast), with and without inpainting. For each
 mode, plain (zturbo without --fast) then --fast (the lossless tier: compiled, same transformer re-made):
 first-call seconds and the median of --repeats timed images. LoRA: random rank-R LoRA files over every
 attention and feed-forward projection of the 30 main blocks, 1 and 3 of them, fused into the weights (what
@@ -46,7 +47,7 @@ def main() -> None:
     ap.add_argument("--size", default="1024x1024")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rank", type=int, default=32)
-    ap.add_argument("--parts", nargs="+", default=["plain", "fast", "lora"])
+    ap.add_argument("--parts", nargs="+", default=["plain", "fast", "lora", "control"])
     ap.add_argument("--tiny", action="store_true", help="CPU smoke run on the tiny architecture")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -135,6 +136,34 @@ def main() -> None:
             print(tier, mode, out, flush=True)
             save()
         del eng
+    if "control" in args.parts:  # ControlNet refuses --fast: plain only, against plain text-to-image
+        from diffusers import ZImageControlNetModel
+
+        from zturbo.controlnet import CONFIGS
+
+        variant = "tiny" if args.tiny else "union-2.1"
+        cn_cfg = {k: v for k, v in json.loads((CONFIGS / variant / "config.json").read_text()).items()
+                  if not k.startswith("_")}
+        torch.manual_seed(0)
+        with torch.device(dev):  # random weights of the real layout (they time like the file); its zero-initialised
+            cn = ZImageControlNetModel(**cn_cfg).to(torch.bfloat16).eval()  # projections made random, as tiny's
+        for name, prm in cn.named_parameters():
+            if "before_proj" in name or "after_proj" in name or "control_all_x_embedder" in name:
+                torch.nn.init.normal_(prm, std=0.02)
+        res["controlnet_gb"] = round(sum(p.numel() * p.element_size() for p in cn.parameters()) / 1e9, 2)
+        eng, _ = engine()
+        eng.controlnet, eng.controlnet_record = cn, {"name": f"random {variant}", "variant": "union-2.x",
+                                                     "sha256": "random", "control_in_dim": cn_cfg["control_in_dim"]}
+        for mode, extra in {"controlnet": {"control_image": photo},
+                            "controlnet-inpainting": {"control_image": photo, "image": photo, "mask": mask}}.items():
+            try:
+                out = timed(eng, extra)
+            except Exception as exc:
+                out = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            res["modes"].setdefault(mode, {})["plain"] = out
+            print("plain", mode, out, flush=True)
+            save()
+        del eng, cn
     for mode, tiers in res["modes"].items():
         t2i = res["modes"]["text-to-image"]
         for tier, v in tiers.items():
