@@ -1,0 +1,55 @@
+"""ControlNet and per-request LoRAs on a real GPU (device machine only: pytest -m gpu tests/control tests/lora).
+Not run yet when written (the device budget was spent); no timings here."""
+
+import numpy as np
+import pytest
+import torch
+from inputs_support import half_mask, noise_image
+
+from zturbo import Engine, GenerationParams, InvalidParams
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("control")
+    return noise_image(d / "edges.png", 128, 96), noise_image(d / "photo.png", 128, 96, seed=2), half_mask(d / "m.png", 128, 96)
+
+
+@pytest.mark.parametrize("memory", ["full", "sequential"])
+def test_controlnet_runs_on_the_gpu_with_and_without_a_mask(memory, files):
+    edges, photo, mask = files
+    engine = Engine.load(model="tiny", device="cuda", dtype=torch.bfloat16, memory=memory, controlnet="tiny")
+    for extra in ({}, {"image": photo, "mask": mask}):
+        p = GenerationParams(prompt="a fox", control_image=edges, seed=1, rng="cuda", **extra)
+        res = engine.generate(p)
+        rec = res.recipes[0]
+        assert res.passes == 8 and res.image.size == (128, 96) and not rec["nan"]
+        assert rec["controlnet"]["variant"] == "tiny" and rec["params"]["control_scale"] == 0.75
+    off = engine.generate(GenerationParams(prompt="a fox", control_image=edges, control_scale=0.0, seed=1, rng="cuda"))
+    on = engine.generate(GenerationParams(prompt="a fox", control_image=edges, control_scale=1.5, seed=1, rng="cuda"))
+    assert not np.array_equal(np.asarray(off.image), np.asarray(on.image))  # the hints reach the DiT on the GPU
+
+
+@pytest.mark.parametrize("memory", ["model-offload", "group-offload"])
+def test_controlnet_under_offload_is_a_clear_error_not_a_device_mismatch(memory):
+    with pytest.raises(InvalidParams, match="--controlnet cannot run in"):
+        Engine.load(model="tiny", device="cuda", dtype=torch.bfloat16, memory=memory, controlnet="tiny")
+
+
+def test_per_request_loras_switch_on_the_gpu_and_leave_the_base_pixels(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent.parent / "lora"))
+    from lora_files import write_lora
+
+    style = tmp_path / "style.safetensors"
+    write_lora(style, "diffusers", seed=4, alpha=400.0)
+    engine = Engine.load(model="tiny", device="cuda", dtype=torch.bfloat16)
+    p = GenerationParams(prompt="a red fox", seed=3, width=64, height=64, rng="cuda")
+    base = np.asarray(engine.generate(p).image)
+    styled = engine.generate(p, loras=[(str(style), 1.0)])
+    assert not np.array_equal(np.asarray(styled.image), base) and styled.recipes[0]["loras"][0]["fused"] is False
+    assert np.array_equal(np.asarray(engine.generate(p).image), base)
