@@ -175,6 +175,15 @@ def test_sweep_quant_fp8_tiers_fail_with_one_line_where_fp8_cannot_run(tmp_path,
     assert not (tmp_path / "s" / "quant" / "fp8").exists()
 
 
+def test_a_grid_varies_quant_over_the_fp8_tiers_too(tmp_path, capsys):
+    code = main(["sweep", "--prompt", "a fox", "--vary", "quant=bf16,fp8", "--size", "32x32", "--steps", "2",
+                 "--rng", "cpu", "--model", "tiny", "--device", "cpu", "-q", "--out", str(tmp_path / "g")])
+    text = "".join(capsys.readouterr())
+    assert code == 1 and "Traceback" not in text  # here FP8 cannot run: its image is not made, and said so
+    assert "not made: 1 fp8 image(s), fp8 could not be loaded: FP8 GEMMs cannot run here" in text
+    assert (tmp_path / "g" / "grid" / "bf16.png").is_file() and not (tmp_path / "g" / "grid" / "fp8.png").exists()
+
+
 def test_sweep_fp8_tiers_load_bf16_weights_with_fp8_gemms():
     opts = LoadOptions(model="tiny", quant="q8")
     assert opts.with_quant("fp8") == LoadOptions(model="tiny", quant="bf16", fast="fp8")

@@ -149,9 +149,9 @@ def _one(key: str, raw: Any) -> Any:
     if key == "aspect":
         geometry.parse_aspect(raw)
         return raw.strip()
-    if key == "quant":
-        if raw.strip() not in defaults.QUANTS:
-            raise InvalidParams(f"quant {raw!r} is not one of {', '.join(defaults.QUANTS)}")
+    if key == "quant":  # the FP8 tiers too: bf16 weights with FP8 GEMMs, as in `sweep quant --quants`
+        if raw.strip() not in defaults.SWEEP_QUANT_CHOICES:
+            raise InvalidParams(f"quant {raw!r} is not one of {', '.join(defaults.SWEEP_QUANT_CHOICES)}")
         return raw.strip()
     if key == "lora":
         lora_value(raw)  # checked now: a missing or pickled file is refused before anything runs
