@@ -1,6 +1,10 @@
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "inputs"))  # inputs_support: noise photos and masks, for every suite
 
 # User dirs go to a temp folder; no test may touch the network or the real HF cache.
 _SESSION_TMP = None
@@ -29,3 +33,17 @@ def small_params():
     from zturbo import GenerationParams
 
     return GenerationParams(prompt="a sleek black robot on a red background", seed=42, width=64, height=64, rng="cpu")
+
+
+@pytest.fixture
+def photo(tmp_path):
+    from inputs_support import noise_image
+
+    return noise_image(tmp_path / "photo.png")
+
+
+@pytest.fixture
+def mask(tmp_path):
+    from inputs_support import half_mask
+
+    return half_mask(tmp_path / "mask.png")

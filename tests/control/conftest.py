@@ -1,11 +1,5 @@
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent.parent / "inputs"))  # inputs_support: noise photos and masks
-
-from inputs_support import half_mask, noise_image  # noqa: E402
+from inputs_support import noise_image
 
 
 @pytest.fixture(scope="session")
@@ -18,13 +12,3 @@ def control_engine():
 @pytest.fixture
 def control(tmp_path):
     return noise_image(tmp_path / "edges.png", seed=5)
-
-
-@pytest.fixture
-def photo(tmp_path):
-    return noise_image(tmp_path / "photo.png")
-
-
-@pytest.fixture
-def mask(tmp_path):
-    return half_mask(tmp_path / "mask.png")

@@ -43,7 +43,7 @@ def test_per_request_loras_switch_on_the_gpu_and_leave_the_base_pixels(tmp_path)
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent.parent / "lora"))
-    from lora_files import write_lora
+    from lora_files import write_lora  # tests/lora's LoRA writer
 
     style = tmp_path / "style.safetensors"
     write_lora(style, "diffusers", seed=4, alpha=400.0)
