@@ -28,6 +28,14 @@ def tiny_engine():
     return Engine.load(model="tiny", device="cpu")
 
 
+@pytest.fixture(scope="session")
+def control_engine():
+    """The tiny model with the tiny ControlNet (control tests, serve --controlnet's server and web UI)."""
+    from zturbo import Engine
+
+    return Engine.load(model="tiny", device="cpu", controlnet="tiny")
+
+
 @pytest.fixture
 def small_params():
     from zturbo import GenerationParams

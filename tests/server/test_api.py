@@ -44,6 +44,14 @@ def test_health_names_the_model_precision_queue_and_presets(client):
     assert h["defaults"]["steps"] == 8 and h["presets"]["16:9"]["1"] == [1360, 768]
 
 
+def test_health_says_whether_a_controlnet_is_loaded(client, make_client, control_engine):
+    h = client.get("/api/health").json()
+    assert h["controlnet"] is None and h["defaults"]["control_scale"] == 0.75
+    h = make_client(engine_=control_engine).get("/api/health").json()
+    assert h["controlnet"]["name"] == "tiny" and h["controlnet"]["variant"] == "tiny"
+    assert len(h["controlnet"]["sha256"]) == 64 and "path" not in h["controlnet"]  # no server path is given out
+
+
 def test_health_answers_head_for_uptime_checks(client):
     r = client.head("/api/health")
     assert r.status_code == 200 and r.content == b""

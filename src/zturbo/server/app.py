@@ -3,7 +3,7 @@
 Routes (all JSON unless said):
   GET  /                           the web UI (static/, plain HTML/CSS/JS)
   GET  /docs, /openapi.json        API docs (rendered by our own page: no CDN)
-  GET  /api/health                 model, precision, device, queue, limits, size presets
+  GET  /api/health                 model, precision, device, queue, limits, size presets, the ControlNet (or null)
   POST /api/jobs                   queue a job -> 202 {id, ...}; 503 + Retry-After when full
   GET  /api/loras                  the LoRA files of --lora-dir (name, bytes, sha256), for a request's `loras`
   POST /api/uploads                store an input image or mask (multipart `file`, `role`) -> {name, sha256, ...}
@@ -275,16 +275,20 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
         return FileResponse(str(STATIC / "docs.html"))
 
     # -- native API -----------------------------------------------------------------------------
-    @app.api_route("/api/health", methods=["GET", "HEAD"], summary="Model, precision, device, queue and limits")
+    @app.api_route("/api/health", methods=["GET", "HEAD"], summary="Model, precision, device, queue, limits and the ControlNet")
     async def health():
         info = engine.info
+        record = getattr(engine, "controlnet_record", None)  # serve --controlnet: the UI asks for a control image
         return {
             "status": "ok", "version": __version__, "model": info.to_dict(), "label": info.label,
             "precision": precision(info.to_dict()),
             "device": getattr(engine, "device_name", "unknown"), "queue": jobs.stats(),
             "images": history.count(),
             "defaults": {"steps": defaults.STEPS, "guidance": defaults.GUIDANCE,
-                         "width": defaults.WIDTH, "height": defaults.HEIGHT, "strength": defaults.STRENGTH},
+                         "width": defaults.WIDTH, "height": defaults.HEIGHT, "strength": defaults.STRENGTH,
+                         "control_scale": defaults.CONTROL_SCALE},
+            "controlnet": None if record is None else {"name": record["name"], "variant": record["variant"],
+                                                       "sha256": record["sha256"]},
             "limits": {"min_steps": defaults.MIN_STEPS, "max_steps": defaults.MAX_STEPS,
                        "max_images": defaults.SERVER_MAX_IMAGES, "max_megapixels": max_megapixels,
                        "size_multiple": defaults.SIZE_MULTIPLE, "max_body_bytes": max_body,
