@@ -7,6 +7,7 @@ const state = {
   health: null, aspect: "1:1", mp: "1", job: null, offset: 0, selected: [], items: new Map(),
   blobs: new Map(),
   input: null, mask: null, typedSize: null, uploading: false,  // the chosen input image and mask (uploads)
+  control: null,  // the chosen control image (an upload), on a server with a ControlNet
 };
 
 // ---- API -------------------------------------------------------------------------------------
@@ -73,6 +74,12 @@ function fillDefaults(h) {
   $("width").value = h.defaults.width;
   $("height").value = h.defaults.height;
   setStrength(h.defaults.strength);
+  setControlScale(h.defaults.control_scale ?? 0.75);
+  // serve --controlnet: its jobs need a control image, so the picker is shown (and Generate waits for one)
+  $("control").hidden = !h.controlnet;
+  $("image-control-hint").hidden = !h.controlnet;
+  $("control-name").textContent = h.controlnet ? `· ${h.controlnet.name} (${h.controlnet.variant})` : "";
+  syncGenerate();
   const aspects = $("aspects");
   aspects.replaceChildren();
   for (const a of Object.keys(h.presets)) {
@@ -165,15 +172,23 @@ function formRequest() {
     width: numberOrText($("width").value),
     height: numberOrText($("height").value),
   };
-  if (state.input) {
-    // the output takes the input's size: the server picks it (or the nearest multiples of 16 with resize)
+  if (sizeSource()) {
+    // the output takes the input's (or the control image's) size: the server picks it (or the nearest
+    // multiples of 16 with resize)
     delete req.width;
     delete req.height;
+    if ($("resize").checked) req.resize = true;
+  }
+  if (state.input) {
     req.image = state.input.name;
     req.strength = numberOrText($("strength").value);
     if (state.mask) req.mask = state.mask.name;
     else if (paint.on && paint.upload) req.mask = paint.upload.name;
-    if ($("resize").checked) req.resize = true;
+  }
+  if (state.control) {
+    req.control_image = state.control.name;
+    req.control_scale = numberOrText($("control-scale").value);
+    req.control_type = $("control-canny").checked ? "canny" : "none";
   }
   const loras = chosenLoras();
   if (loras.length) req.loras = loras;
@@ -209,7 +224,7 @@ async function upload(file, role) {
   body.append("file", file);
   body.append("role", role);
   state.uploading = true;
-  $("generate").disabled = true;
+  syncGenerate();
   message(`uploading ${file.name}…`);
   try {
     const up = await apiJson("/api/uploads", { method: "POST", body });
@@ -222,7 +237,7 @@ async function upload(file, role) {
     return null;
   } finally {
     state.uploading = false;
-    $("generate").disabled = state.job !== null;
+    syncGenerate();
   }
 }
 
@@ -230,9 +245,28 @@ async function chooseImage(file) {
   const up = await upload(file, "image");
   $("image-file").value = "";
   if (!up) return;
-  if (!state.input) state.typedSize = [$("width").value, $("height").value];
+  rememberTypedSize();
   if (state.input) URL.revokeObjectURL(state.input.url);
   setInput(up);
+}
+
+function sizeSource() {
+  // the image whose size the output takes: the input image, else the control image (or none: typed)
+  return state.input || state.control;
+}
+
+function rememberTypedSize() {
+  // the size typed before an image took over the size fields, given back when the last one is removed
+  if (!sizeSource()) state.typedSize = [$("width").value, $("height").value];
+}
+
+function sourceRemoved() {
+  if (!sizeSource()) {
+    $("resize").checked = false;
+    if (state.typedSize) [$("width").value, $("height").value] = state.typedSize;
+  }
+  showInput();
+  syncPreset();
 }
 
 function setInput(up) {
@@ -249,10 +283,7 @@ function removeImage() {
   state.input = null;
   removeMask();
   stopPainting();
-  $("resize").checked = false;
-  [$("width").value, $("height").value] = state.typedSize;
-  showInput();
-  syncPreset();
+  sourceRemoved();
 }
 
 async function chooseMask(file) {
@@ -282,8 +313,9 @@ function nearest16(v) {
 }
 
 function showInput() {
-  // with an input image the size fields show the output's size (the input's) and cannot be typed in
-  const on = state.input !== null;
+  // with an input image (or a control image) the size fields show the output's size (that image's) and
+  // cannot be typed in
+  const on = state.input !== null, src = sizeSource();
   $("image-chosen").hidden = !on;
   $("image-pick").hidden = on;
   $("image-knobs").hidden = !on;
@@ -291,27 +323,79 @@ function showInput() {
   $("mask-pick").hidden = state.mask !== null;
   $("paint").hidden = !paint.on;
   $("paint-start").hidden = paint.on;
-  document.querySelector("fieldset.size").disabled = on;
-  $("size-note").hidden = !on;
-  if (!on) return;
-  const { width: w, height: h } = state.input;
+  $("control-chosen").hidden = state.control === null;
+  $("control-pick").hidden = state.control !== null;
+  document.querySelector("fieldset.size").disabled = src !== null;
+  $("size-note").hidden = src === null;
+  $("resize-row").hidden = src === null;
+  syncGenerate();
+  if (!src) return;
+  const { width: w, height: h } = src;
   const [nw, nh] = [nearest16(w), nearest16(h)];
   const resize = $("resize").checked;
+  const what = on && state.control ? "images" : on ? "input" : "control image";
   $("width").value = resize ? nw : w;
   $("height").value = resize ? nh : h;
-  $("resize-label").textContent = `Resize the input to ${nw}×${nh} (sides must be multiples of 16)`;
+  $("resize-label").textContent = `Resize the ${what} to ${nw}×${nh} (sides must be multiples of 16)`;
   $("size-note").textContent = resize
-    ? `The input is resized to ${nw}×${nh}; the output has that size.`
-    : `The output takes the input image's size (${w}×${h}). Remove the image to type a size.`;
+    ? `The ${what === "images" ? "images are" : what + " is"} resized to ${nw}×${nh}; the output has that size.`
+    : on ? `The output takes the input image's size (${w}×${h}). Remove the image to type a size.`
+      : `The output takes the control image's size (${w}×${h}).`;
   syncPreset();
+}
+
+// ---- a control image (serve --controlnet), uploaded when chosen like the input image ------------------
+function setControlScale(v) {
+  $("control-scale").value = v;
+  $("control-scale-range").value = v;
+}
+$("control-scale-range").addEventListener("input", () => { $("control-scale").value = $("control-scale-range").value; });
+$("control-scale").addEventListener("input", () => { $("control-scale-range").value = $("control-scale").value; });
+
+async function chooseControl(file) {
+  const up = await upload(file, "control");
+  $("control-file").value = "";
+  if (!up) return;
+  rememberTypedSize();
+  setControl(up);
+}
+
+function setControl(up) {
+  if (state.control) URL.revokeObjectURL(state.control.url);
+  state.control = up;
+  $("control-thumb").src = up.url;
+  $("control-info").textContent = `${up.file} · ${up.width}×${up.height}` + (up.bytes ? ` · ${kib(up.bytes)}` : "");
+  showInput();
+}
+
+function removeControl() {
+  if (!state.control) return;
+  URL.revokeObjectURL(state.control.url);
+  state.control = null;
+  sourceRemoved();
+}
+
+function controlMissing() {
+  // a server with a ControlNet refuses a job without a control image: Generate waits for one
+  return Boolean(state.health && state.health.controlnet) && state.control === null;
+}
+
+function syncGenerate() {
+  const missing = controlMissing();
+  $("generate").disabled = state.job !== null || state.uploading || missing;
+  $("generate-note").hidden = !missing;
+  $("generate-note").textContent = missing
+    ? `Choose a control image first: this server's ControlNet (${state.health.controlnet.name}) needs one.` : "";
 }
 
 $("image-file").addEventListener("change", (e) => { if (e.target.files[0]) chooseImage(e.target.files[0]); });
 $("mask-file").addEventListener("change", (e) => { if (e.target.files[0]) chooseMask(e.target.files[0]); });
 $("image-remove").addEventListener("click", removeImage);
+$("control-file").addEventListener("change", (e) => { if (e.target.files[0]) chooseControl(e.target.files[0]); });
+$("control-remove").addEventListener("click", removeControl);
 $("mask-remove").addEventListener("click", removeMask);
 $("resize").addEventListener("change", showInput);
-// drop an image anywhere on the form
+// drop an image anywhere on the form (on the ControlNet box: the control image)
 $("gen-form").addEventListener("dragover", (e) => {
   if (![...e.dataTransfer.types].includes("Files")) return;
   e.preventDefault();
@@ -323,7 +407,8 @@ $("gen-form").addEventListener("drop", (e) => {
   const file = e.dataTransfer.files[0];
   if (!file) return;
   e.preventDefault();
-  chooseImage(file);
+  if (!$("control").hidden && e.target.closest && e.target.closest("#control")) chooseControl(file);
+  else chooseImage(file);
 });
 
 // ---- mask painting: a canvas over the input image, at the input's own pixel size --------------------
@@ -473,7 +558,7 @@ function setLoras(records) {
 // ---- a job: submit, follow its events, cancel ---------------------------------------------------
 $("gen-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  if (state.job || state.uploading) return;
+  if (state.job || state.uploading || controlMissing()) return;
   message("");
   if (paint.on && !paint.upload && !(await uploadPaintedMask())) return;
   let job;
@@ -501,7 +586,7 @@ function track(job) {
   // follow a job's progress; remembered for this tab, so a reload picks it up again
   state.job = job;
   sessionStorage.setItem("zturbo-job", job.id);
-  $("generate").disabled = true;
+  syncGenerate();
   $("cancel").disabled = false;
   $("progress").hidden = false;
   $("preview").hidden = true;
@@ -591,7 +676,7 @@ async function finish(job) {
   if (!state.job) return;
   state.job = null;
   sessionStorage.removeItem("zturbo-job");
-  $("generate").disabled = false;
+  syncGenerate();
   $("cancel").disabled = true;
   const names = (job.images || []).map((i) => (typeof i === "string" ? i : i.name));
   if (job.state === "done") {
@@ -705,9 +790,15 @@ async function openViewer(item) {
   if ((r.loras || []).length) {
     rows.splice(4, 0, ["LoRAs", r.loras.map((l) => `${l.name} × ${l.scale}${l.fused ? " (merged at load)" : ""}`).join(", ")]);
   }
+  if (p.control_image) {
+    const cn = r.controlnet || {};
+    rows.splice(4, 0, ["ControlNet", `${cn.name || "?"} (${cn.variant || "?"})`],
+      ["control image", baseName(p.control_image)], ["control scale", p.control_scale ?? "—"],
+      ["control type", p.control_type === "canny" ? "canny edges" : "none (the image as given)"]);
+  }
   if (p.image) {
     // image-to-image / inpainting: the uploads it started from, by name (the server's path is not useful here)
-    const base = (path) => String(path).split(/[\\/]/).pop();
+    const base = baseName;
     rows.splice(4, 0, ["input image", base(p.image)], ["strength", p.strength ?? "—"]);
     if (p.mask) rows.splice(5, 0, ["mask", base(p.mask)]);
   }
@@ -743,6 +834,7 @@ $("reuse").addEventListener("click", async () => {
   const gone = setLoras(r.loras || []);
   // the job's input image, mask and strength too (or none: a text-to-image job clears a chosen image)
   const restored = p.image ? await restoreInput(p) : (removeImage(), true);
+  const controlled = await restoreControl(p, r);
   $("prompt").value = p.prompt;
   $("negative").value = p.negative_prompt || "";
   $("steps").value = p.steps;
@@ -750,30 +842,63 @@ $("reuse").addEventListener("click", async () => {
   $("width").value = p.width;
   $("height").value = p.height;
   syncPreset();
-  if (state.input) showInput(); // the chosen input image still sets the size
+  $("resize").checked = sizeSource() !== null && Boolean(p.resize);
+  if (sizeSource()) showInput(); // the chosen input (or control) image still sets the size
   $("seed").value = viewing.seed;
   setSeedLock(true);
   $("viewer").close();
   $("prompt").focus();
   if (gone.length) message(`not in the server's --lora-dir any more: ${gone.join(", ")} (that image used it)`, "error");
-  else if (restored) message("");
+  else if (restored && controlled) message("");
 });
 
+function baseName(path) {
+  return String(path).split(/[\\/]/).pop();
+}
+
+async function fetchUpload(name) {
+  // the uploads a job started from are kept in the output folder: fetched back by name
+  const res = await api("/api/uploads/" + encodeURIComponent(name));
+  if (!res.ok) throw new Error(`its upload ${name} is no longer on the server: choose the file again`);
+  return res.blob();
+}
+
+async function restoreControl(p, r) {
+  // the job's control image, scale and type (or none: a job without one clears a chosen control image)
+  if (!p.control_image) {
+    removeControl();
+    return true;
+  }
+  if (!(state.health && state.health.controlnet)) {
+    const name = (r.controlnet && r.controlnet.name) || "a ControlNet";
+    message(`that image used ${name}; this server has no ControlNet (start it with --controlnet FILE)`, "error");
+    return false;
+  }
+  try {
+    const name = baseName(p.control_image);
+    const blob = await fetchUpload(name);
+    const url = URL.createObjectURL(blob);
+    const [width, height] = await pixelSize(url);
+    rememberTypedSize();
+    setControl({ name, file: name, url, width, height, bytes: blob.size });
+    setControlScale(p.control_scale ?? state.health.defaults.control_scale ?? 0.75);
+    $("control-canny").checked = p.control_type === "canny";
+    return true;
+  } catch (err) {
+    message(`the control image of that job: ${err.message}`, "error");
+    return false;
+  }
+}
+
 async function restoreInput(p) {
-  // the uploads a job started from are kept in the output folder: fetch them back by name
-  const base = (path) => String(path).split(/[\\/]/).pop();
-  const fetchUpload = async (name) => {
-    const res = await api("/api/uploads/" + encodeURIComponent(name));
-    if (!res.ok) throw new Error(`its upload ${name} is no longer on the server: choose the file again`);
-    return res.blob();
-  };
+  const base = baseName;
   try {
     const name = base(p.image);
     const blob = await fetchUpload(name);
     const url = URL.createObjectURL(blob);
     const [width, height] = await pixelSize(url);
-    if (!state.input) state.typedSize = [$("width").value, $("height").value];
-    else URL.revokeObjectURL(state.input.url);
+    rememberTypedSize();
+    if (state.input) URL.revokeObjectURL(state.input.url);
     $("resize").checked = Boolean(p.resize);
     setInput({ name, file: name, url, width, height, bytes: blob.size });
     setStrength(p.strength);
