@@ -111,7 +111,7 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def generate_command(params: dict[str, Any], model: dict[str, Any] | None = None, quant: str | None = None,
-                     loras: list[dict[str, Any]] | None = None) -> str:
+                     loras: list[dict[str, Any]] | None = None, controlnet: dict[str, Any] | None = None) -> str:
     """The `zturbo generate` line that makes an image again from its recipe (params + model info).
 
     `quant` overrides the model's (a sweep records the precision it asked for). The report and the
@@ -144,4 +144,12 @@ def generate_command(params: dict[str, Any], model: dict[str, Any] | None = None
         args += ["--model", str(model["model"])]
     for lora in loras or ():
         args += ["--lora", f"{lora['path']}:{float(lora['scale']):g}"]
+    if params.get("control_image"):  # `controlnet`: the recipe's record of the file (its path, or "tiny")
+        if controlnet and (controlnet.get("path") or controlnet.get("name")):
+            args += ["--controlnet", str(controlnet.get("path") or controlnet["name"])]
+        args += ["--control", str(params["control_image"])]
+        if params.get("control_scale") is not None:
+            args += ["--control-scale", f"{float(params['control_scale']):g}"]
+        if params.get("control_type"):
+            args += ["--control-type", str(params["control_type"])]
     return shlex.join(args)

@@ -170,6 +170,17 @@ def test_an_upscaled_frame_reproduces_as_generate_then_upscale(tiny_sweep):
                                    "--scale", "2"]
 
 
+def test_a_controlnet_frame_reproduces_with_its_controlnet_and_control_image(tiny_sweep):
+    item = load(tiny_sweep).items["steps-2"]
+    item.params = dict(item.params, control_image="/in/edges.png", control_scale=0.8, control_type="canny")
+    item.record = dict(item.record, controlnet={"name": "u.safetensors", "path": "/models/u.safetensors",
+                                                "sha256": "0" * 64, "variant": "2.1"})
+    argv = shlex.split(generate_command(item))
+    i = argv.index("--controlnet")
+    assert argv[i:i + 8] == ["--controlnet", "/models/u.safetensors", "--control", "/in/edges.png",
+                             "--control-scale", "0.8", "--control-type", "canny"]
+
+
 def test_a_three_axis_grid_is_x_by_y_tables_in_z_sections():
     from zturbo.report.page import layout_html
     from zturbo.report.sweepdir import Experiment, Item

@@ -239,6 +239,24 @@ def test_the_copied_cli_command_reproduces_the_recipe(client):
     assert model["model"] == "tiny"
 
 
+def test_the_copied_cli_command_of_a_controlnet_image_names_the_controlnet_and_control_image(make_client,
+                                                                                              control_engine):
+    client = make_client(engine_=control_engine)
+    edges = io.BytesIO()
+    Image.new("RGB", (32, 48), "white").save(edges, "PNG")
+    up = client.post("/api/uploads", data={"role": "control"}, files={"file": ("e.png", edges.getvalue())}).json()
+    job = client.post("/api/jobs", json={"prompt": "a fox", "steps": 1, "control_image": up["name"],
+                                         "control_scale": 1.25, "control_type": "canny"}).json()
+    assert wait_job(client, job["id"])["state"] == "done"
+    item = client.get("/api/history").json()["items"][0]
+    argv = shlex.split(item["command"])
+    assert argv[argv.index("--controlnet") + 1] == "tiny" and argv[argv.index("--control") + 1].endswith(up["name"])
+    params, model = build_params(build_parser().parse_args(argv[1:]))
+    recorded = read_recipe(client.app.state.out_dir / item["name"])["params"]
+    assert params.to_dict() == {**recorded, "max_megapixels": params.max_megapixels}
+    assert (params.control_scale, params.control_type) == (1.25, "canny")
+
+
 def test_shutdown_cancels_the_running_job_and_leaves_no_partial_file(make_client, engine):
     client = make_client()
     out = client.app.state.out_dir

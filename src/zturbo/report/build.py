@@ -63,7 +63,8 @@ def generate_command(item: Item) -> str:
     p, rec = item.params, item.record
     model = rec.get("model") if isinstance(rec.get("model"), dict) else {}
     loras = [r for r in rec.get("loras") or [] if isinstance(r, dict) and r.get("path")]  # a LoRA sweep's too
-    cmd = recipe_command(p, model, item.quant, loras)
+    controlnet = rec.get("controlnet") if isinstance(rec.get("controlnet"), dict) else None
+    cmd = recipe_command(p, model, item.quant, loras, controlnet)
     up = item.upscale
     if up and up.get("model") and up.get("size") and p.get("width"):
         base = Path(item.file).stem + "_base.png"

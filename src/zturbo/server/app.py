@@ -128,7 +128,8 @@ def upload_doc(file: str, **fields: str) -> dict[str, Any]:
 
 def cli_command(recipe: dict[str, Any]) -> str:
     """The `zturbo generate` line that makes this image again."""
-    return generate_command(recipe["params"], recipe.get("model", {}), loras=recipe.get("loras"))
+    return generate_command(recipe["params"], recipe.get("model", {}), loras=recipe.get("loras"),
+                            controlnet=recipe.get("controlnet"))
 
 
 def precision(model: dict[str, Any]) -> str:
