@@ -9,7 +9,7 @@ import hashlib
 
 import httpx
 import pytest
-from server_support import LiveServer
+from server_support import LiveServer, wait_job
 from test_browser import browser, open_ui, shot  # noqa: F401  (browser: the module's Chromium fixture)
 from test_browser_inputs import SIZES, no_sideways_scroll, png
 from test_browser_lora_mask import history, small_targets
@@ -145,3 +145,25 @@ def test_drop_a_control_image_then_use_these_settings_brings_it_back(browser, co
     assert {k: again["params"][k] for k in keys} == {k: first["params"][k] for k in keys}
     assert again["inputs"]["control"]["sha256"] == sha(edges)
     assert log.errors == [] and log.failed == [] and log2.errors == [] and log2.failed == []
+
+
+def test_use_these_settings_of_a_controlnet_image_on_a_server_without_one_says_so(browser, control_server,
+                                                                                  live_server, tmp_path):
+    made = control_server()
+    with httpx.Client(base_url=made.url) as c:
+        edges = png(tmp_path / "edges.png", 32, 32)
+        up = c.post("/api/uploads", data={"role": "control"}, files={"file": ("edges.png", edges.read_bytes())})
+        job = c.post("/api/jobs", json={"prompt": "a fox", "steps": 1, "control_image": up.json()["name"]}).json()
+        assert wait_job(c, job["id"])["state"] == "done"
+    srv = live_server()  # the same output folder, no ControlNet
+    page, log = open_ui(browser, srv, viewport=SIZES["phone"])
+    page.wait_for_selector(".card img[src^='blob:']")
+    assert history(srv)[0]["job_id"] == job["id"]
+    page.click(".card img")
+    page.wait_for_selector("#viewer[open]")
+    assert "tiny (tiny)" in page.text_content("#viewer-recipe")
+    page.click("#reuse")
+    page.wait_for_selector("#message.error")
+    assert "that image used tiny; this server has no ControlNet" in page.text_content("#message")
+    assert not page.is_visible("#control") and page.is_enabled("#generate")
+    assert log.errors == [] and log.failed == []
