@@ -38,7 +38,9 @@ def sha(path):
 def test_without_a_controlnet_there_are_no_control_controls(browser, live_server):
     srv = live_server()
     page, log = open_ui(browser, srv, viewport=SIZES["phone"])
+    assert page.locator("#control").count() == 1  # in the page, hidden: this server has no ControlNet
     assert not page.is_visible("#control") and not page.is_visible("#control-file")
+    assert not page.is_visible("#image-control-hint")
     assert not page.is_visible("#generate-note") and page.is_enabled("#generate")
     assert log.errors == [] and log.failed == []
 
