@@ -335,7 +335,7 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
             path = Path(await upload(out_dir, form, ("file",), role, True))
         return {"name": path.name, "role": role, "sha256": path.stem, "bytes": path.stat().st_size}
 
-    @app.get("/api/uploads/{name}", summary="A stored upload (input image or mask), by the name it was given",
+    @app.get("/api/uploads/{name}", summary="A stored upload (input image, mask or control image), by the name it was given",
              response_class=FileResponse)
     async def get_upload(name: str):
         try:
