@@ -276,7 +276,9 @@ def create_app(engine, out_dir: str | Path = defaults.OUTPUT_DIR, *, token: str 
         return FileResponse(str(STATIC / "docs.html"))
 
     # -- native API -----------------------------------------------------------------------------
-    @app.api_route("/api/health", methods=["GET", "HEAD"], summary="Model, precision, device, queue, limits and the ControlNet")
+    # HEAD too, for uptime checks; left out of the schema (one operation per path and method there)
+    @app.head("/api/health", include_in_schema=False)
+    @app.get("/api/health", summary="Model, precision, device, queue, limits and the ControlNet")
     async def health():
         info = engine.info
         record = getattr(engine, "controlnet_record", None)  # serve --controlnet: the UI asks for a control image
