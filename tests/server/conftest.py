@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from server_support import BASE, HookedEngine, LiveServer
+from server_support import BASE, HookedEngine, serving
 
 from zturbo.server import create_app
 
@@ -40,14 +40,4 @@ def client(make_client):
 @pytest.fixture
 def live_server(engine, tmp_path):
     """live_server(**create_app options) -> a started LiveServer (stopped at the end)."""
-    servers = []
-
-    def start(out=None, **options):
-        srv = LiveServer(create_app(engine, out or tmp_path / "out", **options))
-        servers.append(srv.__enter__())
-        return srv
-
-    yield start
-    engine.release()
-    for s in servers:
-        s.__exit__(None, None, None)
+    yield from serving(engine, tmp_path / "out", before_stop=engine.release)

@@ -91,3 +91,22 @@ class LiveServer:
         self.server.stop()
         self.thread.join(30)
         assert not self.thread.is_alive(), "the server did not shut down"
+
+
+def serving(engine, default_out, before_stop=None):
+    """A live-server fixture's body: yields start(out=None, **create_app options) -> a started LiveServer;
+    when the test ends, `before_stop` runs (a HookedEngine's release, so a held job ends) and every server stops."""
+    from zturbo.server import create_app
+
+    servers = []
+
+    def start(out=None, **options):
+        srv = LiveServer(create_app(engine, out or default_out, **options))
+        servers.append(srv.__enter__())
+        return srv
+
+    yield start
+    if before_stop is not None:
+        before_stop()
+    for s in servers:
+        s.__exit__(None, None, None)

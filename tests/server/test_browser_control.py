@@ -9,26 +9,15 @@ import hashlib
 
 import httpx
 import pytest
-from server_support import LiveServer, wait_job
+from server_support import serving, wait_job
 from test_browser import browser, open_ui, shot  # noqa: F401  (browser: the module's Chromium fixture)
 from test_browser_inputs import SIZES, no_sideways_scroll, png
 from test_browser_lora_mask import history, small_targets
 
-from zturbo.server import create_app
-
 
 @pytest.fixture
 def control_server(control_engine, tmp_path):
-    servers = []
-
-    def start(**options):
-        srv = LiveServer(create_app(control_engine, tmp_path / "out", **options)).__enter__()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for s in servers:
-        s.__exit__(None, None, None)
+    yield from serving(control_engine, tmp_path / "out")
 
 
 def sha(path):

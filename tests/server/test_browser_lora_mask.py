@@ -9,26 +9,15 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from server_support import LiveServer
+from server_support import serving
 from test_browser import browser, open_ui, shot  # noqa: F401  (browser: the module's Chromium fixture)
 from test_browser_inputs import SIZES, no_sideways_scroll, png
 from test_lora_dir import lora_dir, lora_engine  # noqa: F401  (fixtures)
 
-from zturbo.server import create_app
-
 
 @pytest.fixture
 def lora_server(lora_engine, tmp_path):  # noqa: F811
-    servers = []
-
-    def start(**options):
-        srv = LiveServer(create_app(lora_engine, tmp_path / "out", **options)).__enter__()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for s in servers:
-        s.__exit__(None, None, None)
+    yield from serving(lora_engine, tmp_path / "out")
 
 
 def small_targets(page, within):

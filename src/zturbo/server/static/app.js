@@ -269,11 +269,16 @@ function sourceRemoved() {
   syncPreset();
 }
 
+function showUpload(role, up) {
+  // the accepted upload's thumbnail and "name · W×H · size" line (input image, control image)
+  $(`${role}-thumb`).src = up.url;
+  $(`${role}-info`).textContent = `${up.file} · ${up.width}×${up.height}` + (up.bytes ? ` · ${kib(up.bytes)}` : "");
+}
+
 function setInput(up) {
   state.input = up;
   stopPainting();  // a mask painted on another image does not fit this one
-  $("image-thumb").src = up.url;
-  $("image-info").textContent = `${up.file} · ${up.width}×${up.height}` + (up.bytes ? ` · ${kib(up.bytes)}` : "");
+  showUpload("image", up);
   showInput();
 }
 
@@ -363,8 +368,7 @@ async function chooseControl(file) {
 function setControl(up) {
   if (state.control) URL.revokeObjectURL(state.control.url);
   state.control = up;
-  $("control-thumb").src = up.url;
-  $("control-info").textContent = `${up.file} · ${up.width}×${up.height}` + (up.bytes ? ` · ${kib(up.bytes)}` : "");
+  showUpload("control", up);
   showInput();
 }
 
