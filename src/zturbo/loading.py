@@ -55,10 +55,6 @@ def parse_fp8_budget(value) -> float | str:
     return float(number)
 
 
-CONTROLNET_WITH_SPEED = ("--fast / --fp8 / --gguf-mode rewrite and compile the transformer blocks a ControlNet "
-                         "shares and feeds; they are not supported with --controlnet yet: drop them")
-
-
 @dataclasses.dataclass(frozen=True)
 class LoadOptions:
     """What to load and how. Frozen and validated: a bad value fails here, before anything loads."""
@@ -117,8 +113,6 @@ class LoadOptions:
             if self.controlnet == defaults.TINY_MODEL and not self.is_tiny:
                 raise InvalidParams("--controlnet tiny is the tiny model's ControlNet: give --model tiny too, or a "
                                     "Fun-Controlnet-Union .safetensors file")
-            if self.fast or self.gguf_mode not in (None, "ondemand"):
-                raise InvalidParams(CONTROLNET_WITH_SPEED)
         if self.loras and (self.gguf or self.quant in defaults.GGUF_FILES) and self.speeds_up_gguf:
             raise InvalidParams(GGUF_SPEED_WITH_LORA)
 
@@ -257,7 +251,7 @@ def load(options: LoadOptions | None = None, **fields: Any):
 
             policy = for_engine(engine, options.fp8_budget, offload)
         engine.speed = apply_fast(engine.pipe, options.fast, gguf_mode=options.gguf_mode, offload=offload,
-                                  fp8_policy=policy)
+                                  fp8_policy=policy, controlnet=engine.controlnet)
         if any(f.name == "fp8" and f.on for f in engine.speed):
             engine.fp8_policy = policy
     return engine

@@ -88,7 +88,6 @@ def _files(d):
     (["--controlnet", "tiny", "--control", "edges.png", "--image", "photo.png", "--mask", "mask.png",
       "--strength", "0.5"], "strength 0.5 does not apply with a control image"),
     (["--control-scale", "0.5"], "control scale acts on a control image"),
-    (["--controlnet", "tiny", "--control", "edges.png", "--fast"], "not supported with --controlnet"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, args, msg):
     _files(tmp_path)

@@ -53,3 +53,27 @@ def test_per_request_loras_switch_on_the_gpu_and_leave_the_base_pixels(tmp_path)
     styled = engine.generate(p, loras=[(str(style), 1.0)])
     assert not np.array_equal(np.asarray(styled.image), base) and styled.recipes[0]["loras"][0]["fused"] is False
     assert np.array_equal(np.asarray(engine.generate(p).image), base)
+
+
+def _mean_abs(a, b) -> float:
+    return float(np.abs(np.asarray(a.image).astype(float) - np.asarray(b.image).astype(float)).mean())
+
+
+@pytest.mark.parametrize("tier", ["lossless", "fp8"])
+def test_controlnet_with_fast_stays_with_the_plain_image(tier, files):
+    """--fast rewrites and compiles the ControlNet's blocks too (they share the transformer's RoPE tables); the
+    image moves from plain's by far less than the control itself moves it."""
+    edges, photo, mask = files
+    plain = Engine.load(model="tiny", device="cuda", dtype=torch.bfloat16, controlnet="tiny")
+    fast = Engine.load(model="tiny", device="cuda", dtype=torch.bfloat16, controlnet="tiny", fast=tier)
+    on = {f.name: f for f in fast.speed}
+    assert on["blocks"].on and "ControlNet" in on["blocks"].detail and on["compile"].on
+    if tier == "fp8" and torch.cuda.get_device_capability() >= (8, 9):
+        assert on["fp8"].on and "ControlNet's blocks bf16" in on["fp8"].detail
+    for extra in ({}, {"image": photo, "mask": mask}):
+        p = GenerationParams(prompt="a fox", control_image=edges, control_scale=1.5, seed=1, rng="cuda", **extra)
+        a, b = plain.generate(p), fast.generate(p)
+        assert not b.recipes[0]["nan"]
+        effect = _mean_abs(plain.generate(p.replace(control_scale=0.0)), a)
+        assert effect > 1.0  # the control moves the image...
+        assert _mean_abs(a, b) < (0.25 if tier == "lossless" else 0.5) * effect  # ...far more than --fast does

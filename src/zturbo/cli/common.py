@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import defaults
@@ -110,7 +111,10 @@ def warm_up(engine, sizes: list[tuple[int, int]], quiet: bool = False) -> float 
     sizes then only capture their CUDA graph (a few passes). Plain, on a GPU: one 1-pass generation at the first
     size (CUDA context, cuBLAS/cuDNN set-up, the allocator's first blocks: plain serve's first request took
     3.3 s against 1.4 s for the next on an H200, bench/serve_H200.json). None when there is nothing to pay."""
+    import tempfile
     import time
+
+    from PIL import Image
 
     from ..params import GenerationParams
 
@@ -122,11 +126,17 @@ def warm_up(engine, sizes: list[tuple[int, int]], quiet: bool = False) -> float 
     say(f"warming up --fast at {names} (+ guidance > 0): compiles once, cached for the next start ..." if compiled
         else f"warming up at {names} (the GPU's first-call set-up) ...", quiet)
     t0 = time.perf_counter()
-    for i, (w, h) in enumerate(sizes if compiled else sizes[:1]):
-        p = GenerationParams(prompt="warm-up", seed=0, width=w, height=h, steps=2 if compiled else 1)
-        engine.generate(p)
-        if compiled and i == 0:
-            engine.generate(p.replace(guidance=1.0))
+    with tempfile.TemporaryDirectory(prefix="zturbo-warm-up-") as tmp:
+        for i, (w, h) in enumerate(sizes if compiled else sizes[:1]):
+            control = None
+            if getattr(engine, "controlnet", None) is not None:  # a loaded ControlNet refuses a pass without one
+                control = os.path.join(tmp, f"control-{w}x{h}.png")
+                Image.new("RGB", (w, h), (128, 128, 128)).save(control)
+            p = GenerationParams(prompt="warm-up", seed=0, width=w, height=h, steps=2 if compiled else 1,
+                                 control_image=control)
+            engine.generate(p)
+            if compiled and i == 0:
+                engine.generate(p.replace(guidance=1.0))
     seconds = time.perf_counter() - t0
     say(f"warm-up done in {seconds:.1f} s", quiet)
     return seconds

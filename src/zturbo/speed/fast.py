@@ -14,7 +14,7 @@ import torch
 from .. import defaults
 from ..paths import cache_dir
 from . import fp8 as fp8_mod
-from .fused import rewrite_blocks
+from .fused import CONTROL_BLOCK_LISTS, blocks_of, rewrite_blocks, rewrite_control_blocks
 from .graphs import install as install_graphs
 from .gguf_mode import _fp8_why_not, convert_gguf, is_gguf, resolve_gguf_mode
 
@@ -112,7 +112,7 @@ def _compiled(module: torch.nn.Module) -> bool:
 
 def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None, *, compile: bool = True,
                attention: bool = True, compile_vae: bool = False, rewrite: bool = True, graphs: bool = True,
-               offload: str | None = None, fp8_policy=None) -> list[Feature]:
+               offload: str | None = None, fp8_policy=None, controlnet=None) -> list[Feature]:
     """Make `pipe` (a ZImagePipeline on its device) fast in place; returns what was turned on.
 
     `tier` "lossless": bf16 compute, equal to plain within bf16 rounding; "fp8": + FP8 GEMMs (lossy, chosen
@@ -120,6 +120,9 @@ def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None
     the memory mode when the transformer is not resident on the GPU: then nothing is compiled. On a CPU
     nothing is compiled or quantised, and the report says why. `fp8_policy` (speed.fp8_policy.Fp8Policy, as
     zturbo.load calibrates it) picks which block GEMMs go to FP8; None: all of them (uncalibrated, said so).
+    `controlnet` (a ZImageControlNetModel run beside the transformer): its own blocks get the same rewrite,
+    attention backend and compile, and stay bf16 under the fp8 tier (the calibration measures the
+    transformer's GEMMs only).
 
     The blocks compile with dynamic shapes: one compile serves every image size (measured on an H200 over
     the article's 24 shapes: no recompile per size, per-pass speed equal to a static compile); a batch of 2
@@ -150,14 +153,17 @@ def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None
                  "cuda_graphs")
         return out + [Feature(n, False, why) for n in names]
 
+    control = blocks_of(controlnet, CONTROL_BLOCK_LISTS) if controlnet is not None else []
     if rewrite:
         n = rewrite_blocks(tr)
-        out.append(Feature("blocks", True, f"real-valued RoPE that compiles into the QK-norm kernel; {n} blocks with "
-                                           "one QKV and one gate+up GEMM"))
+        also = f" + the ControlNet's {rewrite_control_blocks(controlnet)} blocks" if control else ""
+        out.append(Feature("blocks", True, f"real-valued RoPE that compiles into the QK-norm kernel; {n} blocks{also} "
+                                           "with one QKV and one gate+up GEMM"))
     if attention:
         name, detail = pick_attention_backend(device)
         if name != "native":
-            tr.set_attention_backend(name)
+            for model in (tr, controlnet) if control else (tr,):
+                model.set_attention_backend(name)
         out.append(Feature("attention", True, detail))  # on: the fastest working backend was picked
     if fp8:
         why = fp8_blocker(pipe)
@@ -167,8 +173,9 @@ def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None
             n = fp8_mod.quantize_fp8(tr, policy=fp8_policy)
             which = fp8_policy.summary() if fp8_policy is not None else \
                 "every block GEMM, uncalibrated (no FP8 policy was given)"
+            cn = "; the ControlNet's blocks bf16" if control else ""
             out.append(Feature("fp8", True, f"{n} block matrices in FP8 (torchao dynamic row-wise); embedders, "
-                                            f"norms, modulation and final layer bf16; {which}"))
+                                            f"norms, modulation and final layer bf16{cn}; {which}"))
         else:
             placed = f"placed as FP8 while loading (--memory auto); {fp8_policy.summary()}" if fp8_policy else \
                 "already FP8 (from --gguf-mode fp8)"
@@ -183,9 +190,13 @@ def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None
                                                    defaults.COMPILE_RECOMPILE_LIMIT)
         if not any(_compiled(m) for m in tr.modules()):
             tr.compile_repeated_blocks(fullgraph=True, dynamic=True)
-        out.append(Feature("compile", True, "regional torch.compile of the transformer blocks with dynamic shapes: "
-                                            "the first image compiles once for every size (guidance > 0 once more), "
-                                            f"artifacts cached in {cache}"))
+        for block in control:  # what compile_repeated_blocks does, for the ControlNet's blocks (it names none)
+            if not _compiled(block):
+                block.compile(fullgraph=True, dynamic=True)
+        also = " and the ControlNet's" if control else ""
+        out.append(Feature("compile", True, f"regional torch.compile of the transformer blocks{also} with dynamic "
+                                            "shapes: the first image compiles once for every size (guidance > 0 once "
+                                            f"more), artifacts cached in {cache}"))
     if compile_vae:
         if not _compiled(pipe.vae.decoder):
             pipe.vae.decoder.compile()
@@ -196,7 +207,8 @@ def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None
                                                 "on for this process"))
     if graphs:
         install_graphs(tr)
+        cn = "; passes fed a ControlNet's hints run the compiled blocks without a graph" if control else ""
         out.append(Feature("cuda_graphs", True, "the transformer's forward replayed as one CUDA graph per size (the "
                                                 f"{defaults.CUDA_GRAPH_SHAPES} most recent kept); the plain forward if "
-                                                "the weights move or a capture fails"))
+                                                f"the weights move or a capture fails{cn}"))
     return out

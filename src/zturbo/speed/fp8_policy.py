@@ -104,10 +104,13 @@ def measure(engine, settings: dict | None = None) -> dict[str, float]:
 
     tr = engine.pipe.transformer
     handles = [m.register_forward_hook(hook(n)) for n, m in tr.named_modules() if fp8.is_fp8_linear(m, n)]
+    # text-to-image even with a ControlNet loaded: the policy belongs to the transformer's weights (its cache key)
+    controlnet, engine.controlnet = getattr(engine, "controlnet", None), None
     try:
         engine.generate(GenerationParams(prompt=s["prompt"], seed=s["seed"], width=s["width"], height=s["height"],
                                          steps=s["steps"], rng=s["rng"]))
     finally:
+        engine.controlnet = controlnet
         for h in handles:
             h.remove()
     return {u: float((e2 / r2).sqrt()) if float(r2) > 0 else 0.0 for u, (e2, r2) in sums.items()}

@@ -19,6 +19,10 @@ import torch.nn.functional as F
 
 from .fp8 import BLOCK_LISTS
 
+# a Fun-Controlnet-Union ControlNet's own blocks (diffusers' ZImageControlTransformerBlock: the DiT block plus
+# two zero-initialised projections); 1.0 and 2.0 have no control_noise_refiner (None)
+CONTROL_BLOCK_LISTS = ("control_layers", "control_noise_refiner")
+
 
 def _rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """x (B, S, H, D) rotated by freqs (B, S, D) = interleaved (cos, sin) per pair of x's channels."""
@@ -90,13 +94,27 @@ def real_rope_tables(transformer: torch.nn.Module) -> None:
     emb.freqs_cis = [torch.view_as_real(t).flatten(-2).to(device) for t in tables]
 
 
+def blocks_of(model: torch.nn.Module, lists=BLOCK_LISTS) -> list[torch.nn.Module]:
+    return [block for name in lists for block in (getattr(model, name, None) or [])]
+
+
+def _rewrite(blocks, fuse: bool) -> int:
+    n = 0
+    for block in blocks:
+        if not (fuse and fuse_block(block)):
+            block.attention.set_processor(FastZImageAttnProcessor())
+        n += hasattr(block.attention, "to_qkv")
+    return n
+
+
 def rewrite_blocks(transformer: torch.nn.Module, fuse: bool = True) -> int:
     """Real RoPE in every block (+ fused projections when `fuse`); returns how many blocks are fused."""
     real_rope_tables(transformer)
-    n = 0
-    for name in BLOCK_LISTS:
-        for block in getattr(transformer, name, []):
-            if not (fuse and fuse_block(block)):
-                block.attention.set_processor(FastZImageAttnProcessor())
-            n += hasattr(block.attention, "to_qkv")
-    return n
+    return _rewrite(blocks_of(transformer), fuse)
+
+
+def rewrite_control_blocks(controlnet: torch.nn.Module, fuse: bool = True) -> int:
+    """The same rewrite for a ControlNet's own blocks. Required, not optional, once the transformer is rewritten:
+    the ControlNet shares the transformer's RoPE embedder (from_transformer), whose tables are real from then on,
+    and diffusers' stock processor in its blocks reads them as complex. Returns how many blocks are fused."""
+    return _rewrite(blocks_of(controlnet, CONTROL_BLOCK_LISTS), fuse)

@@ -1,0 +1,64 @@
+"""--fast with a ControlNet on CPU: the block rewrite --fast applies (real-valued RoPE, fused QKV and gate+up)
+must reach the ControlNet's own blocks too, since they share the transformer's RoPE embedder; the pixels stay
+those of the plain pipeline. (Compile, attention backends and FP8 are GPU-only: tests/control/test_control_gpu.py.)"""
+
+import numpy as np
+import pytest
+
+from zturbo import Engine, GenerationParams
+from zturbo.speed.fused import CONTROL_BLOCK_LISTS, blocks_of, rewrite_blocks, rewrite_control_blocks
+
+
+@pytest.fixture
+def params(control):
+    return GenerationParams(prompt="a glass house", control_image=control, control_scale=1.2, steps=2, seed=7,
+                            rng="cpu")
+
+
+def test_rewritten_transformer_and_controlnet_keep_the_pixels(params):
+    plain = Engine.load(model="tiny", device="cpu", controlnet="tiny")
+    ref = np.asarray(plain.generate(params).image).astype(int)
+    engine = Engine.load(model="tiny", device="cpu", controlnet="tiny")
+    rewrite_blocks(engine.pipe.transformer)
+    control = blocks_of(engine.controlnet, CONTROL_BLOCK_LISTS)
+    assert rewrite_control_blocks(engine.controlnet) == len(control) > 0
+    assert not any(hasattr(m, "to_q") or hasattr(m, "w1") for b in control for m in b.modules())
+    got = np.asarray(engine.generate(params).image).astype(int)
+    assert np.abs(got - ref).max() <= 2  # float32 throughout: only the GEMM summation order differs
+    # the hints still steer the image after the rewrite
+    off = np.asarray(engine.generate(params.replace(control_scale=0.0)).image).astype(int)
+    assert np.abs(off - got).max() > 10
+
+
+def test_the_controlnet_cannot_be_left_out_of_the_rewrite(params):
+    """Why rewrite_control_blocks exists: after the transformer's rewrite its shared RoPE tables are real-valued,
+    which diffusers' stock processor in the ControlNet's blocks cannot read."""
+    engine = Engine.load(model="tiny", device="cpu", controlnet="tiny")
+    rewrite_blocks(engine.pipe.transformer)
+    with pytest.raises(RuntimeError):
+        engine.generate(params)
+
+
+def test_generate_fast_with_a_controlnet_writes_the_image_and_its_recipe(tmp_path, control, capsys):
+    """On a CPU --fast turns nothing on but the prompt cache and says why; the ControlNet still runs, and the
+    recipe names both."""
+    from zturbo.cli import main
+    from zturbo.metadata import read_recipe
+
+    out = tmp_path / "a.png"
+    assert main(["generate", "a glass house", "--controlnet", "tiny", "--control", str(control), "--fast",
+                 "--model", "tiny", "--device", "cpu", "--rng", "cpu", "--steps", "2", "-o", str(out)]) == 0
+    assert "no CUDA GPU" in capsys.readouterr().err
+    recipe = read_recipe(out)
+    assert recipe["controlnet"]["name"] == "tiny" and recipe["params"]["control_scale"] == 0.75
+
+
+def test_serve_warm_up_gives_a_loaded_controlnet_a_control_image():
+    """serve warms up with generations of its own; with a ControlNet loaded each one needs a control image (a
+    generation without one is refused), so the warm-up makes a grey one per size."""
+    from zturbo.cli.common import warm_up
+    from zturbo.speed.fast import Feature
+
+    engine = Engine.load(model="tiny", device="cpu", controlnet="tiny")
+    engine.speed = [Feature("compile", True, "as if compiled: the warm-up then runs every size")]
+    assert warm_up(engine, [(64, 48), (48, 64)], quiet=True) > 0
