@@ -128,6 +128,8 @@ FP8_POLICY_SHOWN = 3  # the most sensitive GEMMs named in the load line (zturbo 
 # torch's default (8) is exceeded by a sweep: one graph per block kind x size x batch (CFG doubles it)
 COMPILE_RECOMPILE_LIMIT = 64
 CUDA_GRAPH_SHAPES = 4  # --fast keeps the CUDA graphs of this many recent shapes (one memory pool for all)
+# --fast captures a shape's CUDA graph at its this-many-th pass; the passes before run plain (the warm-up)
+CUDA_GRAPH_CAPTURE_AT = 3
 COMPILE_CACHE_DIR = "torch-compile"  # TORCHINDUCTOR_CACHE_DIR under zturbo's cache: compiled once per machine
 GGUF_BF16_HEADROOM_GB = 4.0  # auto picks bf16 only if the dequantised weights leave this much free
 BENCH_VARIANTS = ("stock", "plain", "stock-q8", "fast", "fp8", "q8-fp8")  # zturbo bench runs them in this order

@@ -127,3 +127,18 @@ def test_cuda_graphs_step_aside_when_the_weights_move():
     assert torch.isfinite(after).all()
     assert "moved" in tr.forward.failed and not tr.forward.graphs
 
+
+
+def test_a_new_shape_is_captured_at_its_third_pass_after_two_real_ones(fast_engine):
+    """The passes before the capture are the real passes of the image (its warm-up), not extra forwards."""
+    from zturbo import defaults
+
+    graphed = fast_engine.pipe.transformer.forward
+    graphed.graphs.clear()
+    graphed.seen.clear()
+    _latents(fast_engine, height=160, width=96, num_inference_steps=defaults.CUDA_GRAPH_CAPTURE_AT - 1)
+    assert not graphed.graphs and sum(graphed.seen.values()) == defaults.CUDA_GRAPH_CAPTURE_AT - 1
+    graphed.seen.clear()
+    eager = _latents(fast_engine, height=160, width=96, num_inference_steps=5)
+    assert len(graphed.graphs) == 1 and not graphed.failed
+    assert torch.isfinite(eager).all()
