@@ -139,6 +139,6 @@ def test_a_new_shape_is_captured_at_its_third_pass_after_two_real_ones(fast_engi
     _latents(fast_engine, height=160, width=96, num_inference_steps=defaults.CUDA_GRAPH_CAPTURE_AT - 1)
     assert not graphed.graphs and sum(graphed.seen.values()) == defaults.CUDA_GRAPH_CAPTURE_AT - 1
     graphed.seen.clear()
-    eager = _latents(fast_engine, height=160, width=96, num_inference_steps=5)
+    out = _latents(fast_engine, height=160, width=96, num_inference_steps=5)
     assert len(graphed.graphs) == 1 and not graphed.failed
-    assert torch.isfinite(eager).all()
+    assert torch.isfinite(out).all()
