@@ -64,9 +64,9 @@ def place(controlnet, transformer, mode: str, device: torch.device, group_offloa
     weights on the meta device); `group_offload` is place.py's, so that both models stream the same way."""
     unlink(controlnet)
     setattr(controlnet, _RESIDENT, {})
-    if device.type != "cuda" or mode in ("full", "sequential"):  # resident (sequential: see README "ControlNet")
+    if mode in ("full", "sequential"):  # resident (sequential: see README "ControlNet")
         controlnet.to(device)
-        if device.type == "cuda" and mode == "sequential":
+        if mode == "sequential":
             setattr(controlnet, _RESIDENT, {name: resident_copy(getattr(transformer, name), device) for name in PADS})
     elif mode == "group-offload":
         group_offload(controlnet, device)  # unlinked: its hooks cover its own blocks only
@@ -135,8 +135,6 @@ def relink(controlnet, transformer, mode: str, device: torch.device) -> None:
     """After the control pipeline linked the ControlNet to the transformer: under group offload, its own copies of
     the UNMATCHED modules on the GPU (~20 MB at full size; made per call from the transformer's weights on the CPU,
     so that they follow any change to them); under sequential offload, the pad-token copies taken at placement."""
-    if device.type != "cuda":
-        return
     if mode == "group-offload":
         for name in UNMATCHED:
             setattr(controlnet, name, resident_copy(getattr(transformer, name), device))

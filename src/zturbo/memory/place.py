@@ -68,7 +68,8 @@ def reset(pipe, controlnet=None) -> None:
 def apply(pipe, plan: Plan, device: torch.device, controlnet=None) -> None:
     """Place a pipeline whose models are on the CPU (or were reset) according to `plan`, with its ControlNet."""
     if controlnet is not None:  # first: it may copy weights of the transformer that the placing moves away
-        control.place(controlnet, pipe.transformer, plan.mode, device, _group_offload)
+        control.place(controlnet, pipe.transformer, plan.mode if device.type == "cuda" else "full", device,
+                      _group_offload)
     if device.type != "cuda":
         pipe.to(device)
     elif plan.mode == "full":
@@ -115,7 +116,7 @@ class Placement:
 
     def link_controlnet(self) -> None:
         """After a control pipeline linked the ControlNet to the transformer: the resident copies its mode needs."""
-        if self.controlnet is not None:
+        if self.controlnet is not None and self.on_gpu:
             control.relink(self.controlnet, self.pipe.transformer, self.plan.mode, self.device)
 
     def release_controlnet(self) -> None:
