@@ -185,6 +185,12 @@ TEXT_ENCODER_ACTIVATIONS_GB = 0.1  # measured 0.04 for a ~60-token prompt
 TEXT_ENCODER_STREAM_GB = 1.4  # group offload: embedding table (0.78 GB) + two layers in flight
 TRANSFORMER_STREAM_GB = 1.0  # group offload: embedders + two 0.36 GB blocks in flight
 SEQUENTIAL_GB = 0.5  # sequential offload: the largest leaf module in flight
+# A --controlnet counts its file's size (bf16 on disk; Union 2.1: 6.7 GB measured) where it stays resident (full,
+# model-offload with the transformer, sequential), and this much under group offload: its control embedder and
+# two of its blocks in flight (Union 2.x: 17 blocks of ~0.39 GB). Its hints (one per control block, tokens x dim
+# in bf16: 15 x ~4600 x 3840 x 2 B at 1 MP) live through the transformer's pass. Counted from shapes, not measured.
+CONTROLNET_STREAM_GB = 0.8
+CONTROLNET_HINTS_GB_PER_MP = 0.55
 MEMORY_HEADROOM_GB = 1.5  # allocator fragmentation (reserved ran 2.8 GB above allocated uncapped), cuBLAS workspace
 AUTO_QUANTS = ("bf16", "q8", "q4")  # auto never picks q2: it changes the picture (article, Exp. 6)
 PLAN_MEGAPIXELS = 1.0  # what Engine.load plans for; generate() re-plans a larger image

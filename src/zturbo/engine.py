@@ -357,6 +357,8 @@ class Engine:
         ).images
         if runner is not pipe:
             pipe.maybe_free_model_hooks()  # with model offload: what the text-to-image call does at its end
+            if self.memory is not None:
+                self.memory.release_controlnet()  # ... and the ControlNet goes with the transformer
         machine.sync(self.device)
         timings["denoising"] = time.perf_counter() - t0
         passes, evaluations = self._passes, self._evaluations
@@ -435,13 +437,17 @@ class Engine:
     def control_pipeline(self, inpaint: bool):
         """diffusers' ZImageControlNetPipeline (or ZImageControlNetInpaintPipeline) on this engine's modules and
         ControlNet, built per call like edit_pipeline; its constructor links the ControlNet to the transformer's
-        embedders and refiners (ZImageControlNetModel.from_transformer), so nothing is copied."""
+        embedders and refiners (ZImageControlNetModel.from_transformer), so nothing is copied, except under group or
+        sequential offload: there the ControlNet gets its own GPU copies of the few the offloading keeps from it
+        (memory/controlnet.py)."""
         from diffusers import ZImageControlNetInpaintPipeline, ZImageControlNetPipeline
 
         cls = ZImageControlNetInpaintPipeline if inpaint else ZImageControlNetPipeline
         c = self.pipe.components
         run = cls(scheduler=c["scheduler"], vae=c["vae"], text_encoder=c["text_encoder"], tokenizer=c["tokenizer"],
                   transformer=c["transformer"], controlnet=self.controlnet)
+        if self.memory is not None:
+            self.memory.link_controlnet()
         run.set_progress_bar_config(disable=True)
         return run
 

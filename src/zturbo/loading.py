@@ -166,11 +166,14 @@ def load(options: LoadOptions | None = None, **fields: Any):
         cap_allocator(device, options.vram_budget_gb)
     budget = free_gb(device, options.vram_budget_gb)
     capped = options.vram_budget_gb is not None
+    # a --controlnet file holds bf16 weights, read in the compute dtype (float32: twice the bytes)
+    controlnet_gb = 0.0
+    if options.controlnet and not options.is_tiny:
+        controlnet_gb = os.path.getsize(options.controlnet) / 1e9 * (2 if options.dtype == "float32" else 1)
     if budget is not None and options.is_tiny:
-        from .memory import Plan
+        from .memory import tiny_plan
 
-        plan = Plan("full", options.quant or "bf16", "gpu", False, 0.0, round(budget, 2),
-                    "full: the tiny model fits anywhere")
+        plan = tiny_plan(budget, options.memory, options.quant)
     else:
         quant = "gguf" if options.gguf else options.quant
         fp8 = False
@@ -179,7 +182,7 @@ def load(options: LoadOptions | None = None, **fields: Any):
 
             fp8 = _fp8_why_not(device) is None  # may place the transformer as FP8 where bf16 does not fit
         plan = choose(budget, defaults.PLAN_MEGAPIXELS, options.memory, quant, available_quants(options.model),
-                      capped=capped, fp8=fp8)
+                      capped=capped, fp8=fp8, controlnet_gb=controlnet_gb)
 
     # 3. pipeline, on the CPU when a GPU is the target (from_pretrained puts weights there anyway), so that
     #    nothing larger than the plan lands on the GPU
@@ -201,7 +204,8 @@ def load(options: LoadOptions | None = None, **fields: Any):
             raise InvalidParams(GGUF_SPEED_WITH_LORA)
         loras = apply_loras(loaded.pipe, options.loras, fuse=not gguf)
 
-    # 5. ControlNet: read on the CPU like the rest, in the transformer's dtype; placed with it below
+    # 5. ControlNet: read on the CPU like the rest, in the transformer's dtype; placed with it below (its own blocks
+    #    only, per memory mode: memory/controlnet.py)
     controlnet = record = None
     if options.controlnet:
         from .controlnet import load_controlnet
@@ -210,7 +214,8 @@ def load(options: LoadOptions | None = None, **fields: Any):
                                              getattr(torch, loaded.info.dtype))
 
     # 6. placement: the plan carried out; one step lower if the GPU runs out while placing
-    placement = Placement(loaded.pipe, device, plan, options.memory, capped=capped, replan=not options.is_tiny)
+    placement = Placement(loaded.pipe, device, plan, options.memory, capped=capped, replan=not options.is_tiny,
+                          controlnet=controlnet)
     policy = None
     if plan.quant == "fp8":  # bf16 does not fit resident: calibrate with it streamed, then place it as FP8
         from .speed.fp8_policy import place_fp8
@@ -228,18 +233,17 @@ def load(options: LoadOptions | None = None, **fields: Any):
         placement.plan = dataclasses.replace(lower, reason=f"{lower.label}: {plan.label} ran out of memory "
                                                            f"while loading ({plan.reason})")
     log.info("memory: %s", placement.plan.reason)
-    if controlnet is not None and placement.on_gpu and placement.plan.mode in ("model-offload", "group-offload"):
-        # the ControlNet calls the transformer's embedders and refiners itself, outside the transformer's forward,
-        # which is where these two modes move them to the GPU
-        raise InvalidParams(f"--controlnet cannot run in {placement.plan.label} (it calls the transformer's shared "
-                            "modules outside the transformer, where this offloading does not move them): use "
-                            "--memory full or --memory sequential, or a smaller --quant")
+    if controlnet is not None:
+        if device.type != "cuda":  # no placement ran: it goes where the pipeline was loaded
+            controlnet.to(device)
+        from .memory.controlnet import PLACES
+
+        log.info("ControlNet: %s", PLACES[placement.plan.mode] if placement.on_gpu else f"on the {device.type}")
     if policy is None:
         engine = Engine(loaded, placement, options)
         engine.loras = loras
     if controlnet is not None:
-        # its own blocks go where the compute runs; the modules it shares stay under the transformer's placement
-        engine.controlnet, engine.controlnet_record = controlnet.to(device), record
+        engine.controlnet, engine.controlnet_record = controlnet, record
 
     # 7. speed features
     if options.fast or options.gguf_mode:

@@ -107,10 +107,10 @@ def test_a_lower_mode_that_cannot_be_placed_leaves_the_engine_usable(engine, sma
 
     real_apply = place.apply
 
-    def apply(pipe, plan, device):
+    def apply(pipe, plan, device, controlnet=None):
         if plan.mode != "sequential":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory while placing")
-        return real_apply(pipe, plan, device)
+        return real_apply(pipe, plan, device, controlnet)
 
     _oom_once(monkeypatch, engine.pipe.vae, "decode")
     monkeypatch.setattr(place, "apply", apply)

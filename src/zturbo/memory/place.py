@@ -13,6 +13,7 @@ import logging
 import torch
 
 from .. import defaults
+from . import controlnet as control
 from .plan import Plan, choose, next_lower
 
 log = logging.getLogger("zturbo")
@@ -46,8 +47,10 @@ def set_vae_tiling(vae, on: bool) -> None:
         vae.disable_tiling()
 
 
-def reset(pipe) -> None:
-    """Remove every offload hook and bring every model back to the CPU."""
+def reset(pipe, controlnet=None) -> None:
+    """Remove every offload hook and bring every model (and the ControlNet, if given) back to the CPU."""
+    if controlnet is not None:
+        control.remove(controlnet, _GROUP_HOOKS)
     pipe.remove_all_hooks()  # accelerate's: model and sequential offload
     for module in _modules(pipe).values():
         for sub in module.modules():
@@ -62,8 +65,11 @@ def reset(pipe) -> None:
         torch.cuda.empty_cache()
 
 
-def apply(pipe, plan: Plan, device: torch.device) -> None:
-    """Place a pipeline whose models are on the CPU (or were reset) according to `plan`."""
+def apply(pipe, plan: Plan, device: torch.device, controlnet=None) -> None:
+    """Place a pipeline whose models are on the CPU (or were reset) according to `plan`, with its ControlNet."""
+    if controlnet is not None:  # first: it may copy weights of the transformer that the placing moves away
+        control.place(controlnet, pipe.transformer, plan.mode if device.type == "cuda" else "full", device,
+                      _group_offload)
     if device.type != "cuda":
         pipe.to(device)
     elif plan.mode == "full":
@@ -91,11 +97,12 @@ class Placement:
     that re-plan for a larger image or step down after running out of memory."""
 
     def __init__(self, pipe, device: torch.device, plan: Plan, requested: str = "auto", capped: bool = False,
-                 replan: bool = True):
+                 replan: bool = True, controlnet=None):
         self.pipe, self.device, self.plan = pipe, device, plan
         self.requested = requested  # "auto" or the mode the user named
         self.capped = capped
         self.replan = replan  # False for the tiny model: the estimates are the real model's
+        self.controlnet = controlnet  # placed and reset with the pipeline (memory/controlnet.py)
 
     @property
     def on_gpu(self) -> bool:
@@ -103,9 +110,19 @@ class Placement:
 
     def apply(self, plan: Plan | None = None) -> None:
         if plan is not None and plan != self.plan:
-            reset(self.pipe)
+            reset(self.pipe, self.controlnet)
             self.plan = plan
-        apply(self.pipe, self.plan, self.device)
+        apply(self.pipe, self.plan, self.device, self.controlnet)
+
+    def link_controlnet(self) -> None:
+        """After a control pipeline linked the ControlNet to the transformer: the resident copies its mode needs."""
+        if self.controlnet is not None and self.on_gpu:
+            control.relink(self.controlnet, self.pipe.transformer, self.plan.mode, self.device)
+
+    def release_controlnet(self) -> None:
+        """After a control pipeline's call: under model offload, the ControlNet leaves the GPU with the transformer."""
+        if self.controlnet is not None:
+            control.release(self.controlnet)
 
     def prepare(self, megapixels: float) -> list[str]:
         """Before an image: tiling on when its decode would not fit; under auto, a lower mode when
@@ -113,7 +130,7 @@ class Placement:
         if not self.on_gpu or not self.replan:
             return []
         want = choose(self.plan.budget_gb, megapixels, self.requested if self.requested != "auto" else "auto",
-                      self.plan.quant, (self.plan.quant,), self.capped)
+                      self.plan.quant, (self.plan.quant,), self.capped, controlnet_gb=self.plan.controlnet_gb)
         notes = []
         order = defaults.MEMORY_MODES
         if self.requested == "auto" and order.index(want.mode) > order.index(self.plan.mode):
@@ -132,7 +149,7 @@ class Placement:
             return True
         except torch.cuda.OutOfMemoryError:
             pass
-        reset(self.pipe)  # outside the except: the traceback no longer pins the tensors
+        reset(self.pipe, self.controlnet)  # outside the except: the traceback no longer pins the tensors
         return False
 
     def step_down(self, megapixels: float) -> Plan | None:
@@ -146,5 +163,6 @@ class Placement:
             return lower
         # not even that could be placed: leave the engine usable (a server goes on) in the lowest mode
         self.try_apply(Plan("sequential", self.plan.quant, "sequential", True, None, self.plan.budget_gb,
-                            "sequential after running out of memory while placing"))
+                            "sequential after running out of memory while placing",
+                            controlnet_gb=self.plan.controlnet_gb))
         return None
