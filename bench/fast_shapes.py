@@ -35,7 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--experiments", nargs="+", default=["steps", "guidance", "seeds", "aspect", "resolution"])
     ap.add_argument("--variants", nargs="+", default=["plain", "fast", "fast-warm", "fp8", "fp8-warm"])
-    ap.add_argument("--sort", action="store_true", help="run the items grouped by shape")
+    ap.add_argument("--sort", action="store_true", help="run the items grouped by shape, as `zturbo sweep` does")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -52,7 +52,7 @@ def main() -> None:
     torch.cuda.empty_cache()
     work = items(args.experiments)
     if args.sort:
-        work.sort(key=lambda x: (x[1].width, x[1].height, x[1].uses_cfg))
+        work.sort(key=lambda x: (x[1].width, x[1].height))  # stable: zturbo sweep's own order (sweep/runner.py)
     res = {"card": torch.cuda.get_device_name(dev), "torch": torch.__version__, "command": " ".join(sys.argv),
            "images": len(work), "shapes": len({(p.width, p.height, p.uses_cfg) for _, p in work}), "variants": {}}
     print(json.dumps({k: res[k] for k in ("card", "images", "shapes")}), flush=True)

@@ -14,7 +14,7 @@ import torch
 from .. import defaults
 from ..paths import cache_dir
 from . import fp8 as fp8_mod
-from .fused import CONTROL_BLOCK_LISTS, blocks_of, rewrite_blocks, rewrite_control_blocks
+from .fused import CONTROL_BLOCK_LISTS, blocks_of, compile_control_blocks, rewrite_blocks, rewrite_control_blocks
 from .graphs import install as install_graphs
 from .gguf_mode import _fp8_why_not, convert_gguf, is_gguf, resolve_gguf_mode
 
@@ -190,9 +190,7 @@ def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None
                                                    defaults.COMPILE_RECOMPILE_LIMIT)
         if not any(_compiled(m) for m in tr.modules()):
             tr.compile_repeated_blocks(fullgraph=True, dynamic=True)
-        for block in control:  # what compile_repeated_blocks does, for the ControlNet's blocks (it names none)
-            if not _compiled(block):
-                block.compile(fullgraph=True, dynamic=True)
+        compile_control_blocks(control, fullgraph=True, dynamic=True)  # the same, for the ControlNet's blocks
         also = " and the ControlNet's" if control else ""
         out.append(Feature("compile", True, f"regional torch.compile of the transformer blocks{also} with dynamic "
                                             "shapes: the first image compiles once for every size (guidance > 0 once "

@@ -113,6 +113,51 @@ def rewrite_blocks(transformer: torch.nn.Module, fuse: bool = True) -> int:
     return _rewrite(blocks_of(transformer), fuse)
 
 
+def _control_core(block, c, attn_mask, freqs_cis, adaln_input):
+    """The DiT part of diffusers' ZImageControlTransformerBlock.forward (its modulation branch, which every
+    Fun-Controlnet-Union block takes), as the stock code computes it."""
+    scale_msa, gate_msa, scale_mlp, gate_mlp = block.adaLN_modulation(adaln_input).unsqueeze(1).chunk(4, dim=2)
+    gate_msa, gate_mlp = gate_msa.tanh(), gate_mlp.tanh()
+    scale_msa, scale_mlp = 1.0 + scale_msa, 1.0 + scale_mlp
+    attn_out = block.attention(block.attention_norm1(c) * scale_msa, attention_mask=attn_mask, freqs_cis=freqs_cis)
+    c = c + gate_msa * block.attention_norm2(attn_out)
+    return c + gate_mlp * block.ffn_norm2(block.feed_forward(block.ffn_norm1(c) * scale_mlp))
+
+
+_compiled_core = {}  # torch.compile options -> the compiled _control_core, one for every block
+
+
+def _control_forward(self, c, x, attn_mask, freqs_cis, adaln_input=None):
+    """diffusers' ZImageControlTransformerBlock.forward with its DiT part compiled once for every block. The whole
+    block cannot be: it unbinds and re-stacks the hints of the blocks before it, a list whose length Dynamo fixes,
+    so each block compiled on its own (Union 2.1's first image under --fast took 88 s on an H200, against 17 s
+    for text-to-image)."""
+    if self.block_id == 0:
+        c = self.before_proj(c) + x
+        all_c = []
+    else:
+        all_c = list(torch.unbind(c))
+        c = all_c.pop(-1)
+    c = self._zturbo_core(self, c, attn_mask, freqs_cis, adaln_input)
+    all_c += [self.after_proj(c), c]
+    return torch.stack(all_c)
+
+
+def compile_control_blocks(blocks, **options) -> int:
+    """torch.compile the DiT part of each ControlNet block (one compiled function for all: the same code on the
+    same shapes); returns how many blocks now run it. Blocks without modulation are left as they are."""
+    key = tuple(sorted(options.items()))
+    if key not in _compiled_core:
+        _compiled_core[key] = torch.compile(_control_core, **options)
+    n = 0
+    for block in blocks:
+        if getattr(block, "modulation", False):
+            block._zturbo_core = _compiled_core[key]
+            block.forward = types.MethodType(_control_forward, block)
+            n += 1
+    return n
+
+
 def rewrite_control_blocks(controlnet: torch.nn.Module, fuse: bool = True) -> int:
     """The same rewrite for a ControlNet's own blocks. Required, not optional, once the transformer is rewritten:
     the ControlNet shares the transformer's RoPE embedder (from_transformer), whose tables are real from then on,
