@@ -97,20 +97,15 @@ def release(controlnet) -> None:
             m.to("cpu")
 
 
-def remove(controlnet, group_hooks: tuple[str, ...]) -> None:
-    """Undo place(): hooks off its own blocks, all of it on the CPU."""
+def remove(controlnet, remove_group_hooks) -> None:
+    """Undo place(): hooks off its own blocks (`remove_group_hooks` is place.py's), all of it on the CPU."""
     unlink(controlnet)
     setattr(controlnet, _RESIDENT, {})
     handle = getattr(controlnet, _MODEL_OFFLOAD_HOOK, None)
     if handle is not None:
         handle.remove()
         setattr(controlnet, _MODEL_OFFLOAD_HOOK, None)
-    for sub in controlnet.modules():
-        registry = getattr(sub, "_diffusers_hook", None)
-        if registry is not None:
-            for name in group_hooks:
-                if registry.get_hook(name) is not None:
-                    registry.remove_hook(name, recurse=False)
+    remove_group_hooks(controlnet)
     controlnet.to("cpu")
 
 

@@ -47,18 +47,22 @@ def set_vae_tiling(vae, on: bool) -> None:
         vae.disable_tiling()
 
 
+def _remove_group_hooks(module: torch.nn.Module) -> None:
+    for sub in module.modules():
+        registry = getattr(sub, "_diffusers_hook", None)
+        if registry is not None:
+            for name in _GROUP_HOOKS:
+                if registry.get_hook(name) is not None:
+                    registry.remove_hook(name, recurse=False)
+
+
 def reset(pipe, controlnet=None) -> None:
     """Remove every offload hook and bring every model (and the ControlNet, if given) back to the CPU."""
     if controlnet is not None:
-        control.remove(controlnet, _GROUP_HOOKS)
+        control.remove(controlnet, _remove_group_hooks)
     pipe.remove_all_hooks()  # accelerate's: model and sequential offload
     for module in _modules(pipe).values():
-        for sub in module.modules():
-            registry = getattr(sub, "_diffusers_hook", None)
-            if registry is not None:
-                for name in _GROUP_HOOKS:
-                    if registry.get_hook(name) is not None:
-                        registry.remove_hook(name, recurse=False)
+        _remove_group_hooks(module)
         module.to("cpu")
     gc.collect()
     if torch.cuda.is_available():
