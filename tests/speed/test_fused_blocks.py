@@ -43,3 +43,20 @@ def test_rewritten_engine_with_guidance_matches(small_params):
     b = np.asarray(ref.images[0]).astype(int)
     assert np.abs(a - b).max() <= 2  # 8-bit pixels: at most a rounding step or two apart
     assert got.passes == ref.passes and got.recipes[0]["model_evaluations"] == 2 * params.steps
+
+
+def test_the_compiled_and_the_eager_rope_rotate_alike():
+    """Compiled blocks rotate with real (cos, sin) arithmetic, eager ones with diffusers' complex multiply: the
+    same rotation, to float32 rounding, on the tables real_rope_tables makes."""
+    from zturbo.speed.fused import _rope, _rope_complex, _rope_real
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 40, 3, 32, generator=g).to(torch.bfloat16)
+    angles = torch.rand(2, 40, 16, generator=g) * 6.3
+    freqs = torch.view_as_real(torch.polar(torch.ones_like(angles), angles)).flatten(-2)
+    real, cplx = _rope_real(x, freqs), _rope_complex(x, freqs)
+    assert real.dtype == cplx.dtype == torch.bfloat16 and real.shape == x.shape
+    assert (real.float() - cplx.float()).abs().max() <= 2 ** -7 * x.float().abs().max()  # a bf16 rounding step
+    assert torch.equal(_rope(x, freqs), cplx)  # run eagerly: the complex multiply
+    traced = torch.compile(_rope, backend="eager", fullgraph=True)
+    assert torch.equal(traced(x, freqs), real)  # traced by Dynamo: the real arithmetic

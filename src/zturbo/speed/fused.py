@@ -24,13 +24,27 @@ from .fp8 import BLOCK_LISTS
 CONTROL_BLOCK_LISTS = ("control_layers", "control_noise_refiner")
 
 
-def _rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+def _rope_real(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """x (B, S, H, D) rotated by freqs (B, S, D) = interleaved (cos, sin) per pair of x's channels."""
     f = freqs.unflatten(-1, (-1, 2)).unsqueeze(2)
     cos, sin = f[..., 0], f[..., 1]
     xf = x.float().unflatten(-1, (-1, 2))
     x0, x1 = xf[..., 0], xf[..., 1]
     return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(3).type_as(x)
+
+
+def _rope_complex(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """The same rotation as diffusers computes it: one complex multiply (the real tables viewed as complex)."""
+    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    fc = torch.view_as_complex(freqs.float().reshape(*freqs.shape[:-1], -1, 2)).unsqueeze(2)
+    return torch.view_as_real(xc * fc).flatten(3).type_as(x)
+
+
+def _rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    # Compiled, the arithmetic fuses into the QK-norm kernel. Run eagerly (a pass under --fast that compiles
+    # nothing: a sweep's few guidance > 0 images), its ~9 unfused elementwise kernels per tensor cost more than
+    # diffusers' complex multiply (4): guidance images ran slower than plain (bench/fast_shapes_sweep_order_H200.json)
+    return _rope_real(x, freqs) if torch.compiler.is_compiling() else _rope_complex(x, freqs)
 
 
 class FastZImageAttnProcessor:
