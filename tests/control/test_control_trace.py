@@ -28,4 +28,4 @@ def test_trace_without_a_controlnet_has_no_control_stage(tmp_path, capsys):
 
 def test_trace_control_without_controlnet_is_exit_2(capsys, control):
     assert main(["trace", "x", "--model", "tiny", "--control", str(control), "--quiet"]) == 2
-    assert "--control needs --controlnet" in capsys.readouterr().err
+    assert "--control needs a ControlNet" in capsys.readouterr().err

@@ -142,6 +142,17 @@ def warm_up(engine, sizes: list[tuple[int, int]], quiet: bool = False) -> float 
     return seconds
 
 
+def check_control_pairing(control_image, controlnet) -> None:
+    """--control and --controlnet come together (generate, trace): one without the other is a one-line error."""
+    from ..errors import InvalidParams
+
+    if control_image is not None and controlnet is None:
+        raise InvalidParams("--control needs a ControlNet to read it: give --controlnet FILE (a Fun-Controlnet-Union "
+                            ".safetensors; --controlnet tiny with --model tiny)")
+    if controlnet is not None and control_image is None:
+        raise InvalidParams("--controlnet acts only through a control image: give --control IMG too")
+
+
 def say(msg: str, quiet: bool = False) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)

@@ -11,7 +11,7 @@ from .. import defaults, geometry, inputs
 from ..errors import InvalidParams
 from ..metadata import read_recipe
 from ..params import GenerationParams, seed_series
-from .common import add_model_arguments, load_engine, load_options, say, unique_paths
+from .common import add_model_arguments, check_control_pairing, load_engine, load_options, say, unique_paths
 from .output import OVERWRITE_HELP, refuse_existing
 from .upscale import load_upscaler, upscale_result
 
@@ -220,12 +220,7 @@ def run(args) -> int:
     if args.num_images < 1:
         raise InvalidParams(f"--num-images must be at least 1, got {args.num_images}")
     params, model_opts = build_params(args)
-    controlnet = model_opts.get("controlnet", args.controlnet)
-    if params.control_image is not None and controlnet is None:
-        raise InvalidParams("--control needs a ControlNet to read it: give --controlnet FILE (a Fun-Controlnet-Union "
-                            ".safetensors; --controlnet tiny with --model tiny)")
-    if controlnet is not None and params.control_image is None:
-        raise InvalidParams("--controlnet acts only through a control image: give --control IMG too")
+    check_control_pairing(params.control_image, model_opts.get("controlnet", args.controlnet))
     try:
         seeds = seed_series(params.seed, args.num_images)  # the library's and the server's rule: never wraps
     except InvalidParams as exc:

@@ -8,7 +8,7 @@ import sys
 
 from .. import defaults, geometry
 from ..params import GenerationParams
-from .common import add_model_arguments, load_engine, load_options, say
+from .common import add_model_arguments, check_control_pairing, load_engine, load_options, say
 
 HELP = "generate once and show what happens at each of the eight stages (article Part 3)"
 DESCRIPTION = f"""Generate one image with hooks at the eight stages from prompt to picture, and report
@@ -62,17 +62,13 @@ def run(args) -> int:
     from ..trace import run_trace
     from ..trace_report import render_table, write_trace
 
-    from ..errors import InvalidParams
-
     # without --size: the --image's or --control image's size (GenerationParams reads it), else the default
     width, height = geometry.parse_size(args.size) if args.size is not None else (None, None)
     params = GenerationParams(prompt=args.prompt, seed=args.seed, width=width, height=height,
                               steps=args.steps, guidance=args.guidance, rng=args.rng,
                               image=args.image, mask=args.mask, strength=args.strength, control_image=args.control,
                               control_scale=args.control_scale, control_type=args.control_type)
-    if (params.control_image is None) != (args.controlnet is None):
-        raise InvalidParams("--control needs --controlnet FILE" if args.controlnet is None
-                            else "--controlnet acts only through a control image: give --control IMG too")
+    check_control_pairing(params.control_image, args.controlnet)
     engine = load_engine(load_options(args), args.quiet or args.json)
     pictures: dict = {}
     trace, previews, image = run_trace(engine, params, pictures)
