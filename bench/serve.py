@@ -1,6 +1,7 @@
 """The server against the engine (issue 14): is `zturbo serve` as fast as Engine.generate?
 
-For each mode (plain, then --fast): the engine's own images/s (Engine.generate in a loop, the same load
+First stock diffusers' images/s on the same weights (ZImagePipeline, prompt string in, PIL out). Then for
+each mode (plain, then --fast): the engine's own images/s (Engine.generate in a loop, the same load
 options and warm-up as the server), then `zturbo serve` as a subprocess: seconds from its "zturbo serving"
 line to the first image, then images/s and p50 latency with 1 and with 4 concurrent clients. Clients use
 POST /v1/images/generations with the default response_format b64_json (what an OpenAI client does: one
@@ -80,6 +81,41 @@ def engine_rate(model: str, fast: bool, device: str | None, size: tuple[int, int
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return out
+
+
+def stock_rate(model: str, device: str | None, size: tuple[int, int], n: int) -> dict:
+    """Stock diffusers on the same weights: ZImagePipeline called as its docs show (prompt string in, PIL image
+    out, bf16 on the GPU), in a loop: the figure every zturbo number is read against."""
+    import torch
+    from diffusers import ZImagePipeline
+
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if model == "tiny":
+        from zturbo.models import tiny
+
+        pipe = ZImagePipeline(**tiny.build_components())
+    else:
+        pipe = ZImagePipeline.from_pretrained(model, torch_dtype=torch.bfloat16)
+    pipe.to(dev)
+    pipe.set_progress_bar_config(disable=True)
+
+    def one(seed: int) -> None:
+        pipe(prompt=PROMPT, height=size[1], width=size[0], num_inference_steps=8, guidance_scale=0.0,
+             generator=torch.Generator(dev).manual_seed(seed)).images[0]
+
+    one(0)  # first-call costs, as the engine's loop pays them before timing
+    times = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        one(1 + i)
+        times.append(time.perf_counter() - t)
+    wall = time.perf_counter() - t0
+    del pipe
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {"images": n, "images_per_s": round(n / wall, 3), "p50_s": round(statistics.median(times), 4)}
 
 
 class Served:
@@ -218,6 +254,8 @@ def main() -> None:
            "size": args.size, "images": args.images, "client_api": "POST /v1/images/generations (b64_json)",
            "model": model if args.model else "random weights, real architecture (zturbo.benchmark.randmodel)",
            "modes": {}}
+    res["stock"] = stock_rate(model, device, size, args.images)
+    print(json.dumps({"stock": res["stock"]}), flush=True)
     for mode in args.modes:
         fast = mode == "fast"
         eng = engine_rate(model, fast, device, size, args.images, warm=fast)
@@ -227,6 +265,7 @@ def main() -> None:
             "engine": eng, "server": srv,
             "server_over_engine_1_client": round(srv["one_client"]["images_per_s"] / eng["images_per_s"], 3),
             "server_over_engine_4_clients": round(srv["four_clients"]["images_per_s"] / eng["images_per_s"], 3),
+            "server_4_clients_over_stock": round(srv["four_clients"]["images_per_s"] / res["stock"]["images_per_s"], 3),
         }
         print(json.dumps({mode: {k: v for k, v in res["modes"][mode].items() if k != "engine"}}, indent=1), flush=True)
     text = json.dumps(res, indent=1)
