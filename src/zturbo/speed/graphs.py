@@ -8,9 +8,9 @@ which diffusers' list-of-tensors forward does not give: so the capture is done h
 
 A new shape (size, batch or prompt length) runs its first CUDA_GRAPH_CAPTURE_AT - 1 passes plain, and the
 capture comes at the next one: those plain passes are the warm-up a capture needs (compile, kernel choice,
-the allocator), and their outputs are the real ones. The warm-up passes the capture used to run on a side
-stream of its own produced nothing: 3 forwards thrown away per new shape, ~0.2 s, which on the article's
-five experiments (24 shapes, ~2 images each) cost more than the graphs saved.
+the allocator), and their outputs are the real ones. The capture used to run 2 warm-up forwards of its own
+on a side stream and throw their outputs away: ~0.15 s per new shape at 1 MP, paid ~30 times over the
+article's five experiments (24 shapes, ~2 images each; bench/fast_shapes_sweep_order_H200.json is after).
 
 Safe by construction: only the basic (non-omni) forward without gradients is graphed, the weights must
 stay where they were at capture (checked every call: offloading or an OOM retry that moves them drops
