@@ -138,9 +138,6 @@ def _control_core(block, c, attn_mask, freqs_cis, adaln_input):
     return c + gate_mlp * block.ffn_norm2(block.feed_forward(block.ffn_norm1(c) * scale_mlp))
 
 
-_compiled_core = {}  # torch.compile options -> the compiled _control_core, one for every block
-
-
 def _control_forward(self, c, x, attn_mask, freqs_cis, adaln_input=None):
     """diffusers' ZImageControlTransformerBlock.forward with its DiT part compiled once for every block. The whole
     block cannot be: it unbinds and re-stacks the hints of the blocks before it, a list whose length Dynamo fixes,
@@ -160,13 +157,11 @@ def _control_forward(self, c, x, attn_mask, freqs_cis, adaln_input=None):
 def compile_control_blocks(blocks, **options) -> int:
     """torch.compile the DiT part of each ControlNet block (one compiled function for all: the same code on the
     same shapes); returns how many blocks now run it. Blocks without modulation are left as they are."""
-    key = tuple(sorted(options.items()))
-    if key not in _compiled_core:
-        _compiled_core[key] = torch.compile(_control_core, **options)
+    core = torch.compile(_control_core, **options)
     n = 0
     for block in blocks:
         if getattr(block, "modulation", False):
-            block._zturbo_core = _compiled_core[key]
+            block._zturbo_core = core
             block.forward = types.MethodType(_control_forward, block)
             n += 1
     return n
