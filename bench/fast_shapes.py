@@ -5,8 +5,8 @@ Random weights of the real architecture (zturbo.benchmark.randmodel: they time l
 process, one variant after another with torch._dynamo.reset() between them. Variants: plain | fast | fp8
 (zturbo's apply_fast tiers, each on a fresh Inductor cache: cold) and fast-warm | fp8-warm (the same tier
 again on the cache the cold run filled: what a second `zturbo sweep` pays). For each: seconds per image in
-plan order, the sum, and Dynamo's frame counts. The tiers follow the sweep's rule: fewer than
-defaults.SWEEP_MIN_CFG_IMAGES_TO_COMPILE guidance > 0 images run uncompiled (recorded per variant). On the device machine:
+plan order, the sum, and Dynamo's frame counts. Guidance > 0 images run compiled, one image of their batch at a
+time (speed/graphs.py), as in `zturbo sweep`. On the device machine:
     PYTHONPATH=src python3 bench/fast_shapes.py --json $OUT/fast_shapes.json
 (`static`/`dynamic` are the two compile strategies bench/fast_shapes_static_vs_dynamic_H200.json compared,
 with the VAE decoder compiled as --fast did then.)
@@ -15,7 +15,6 @@ with the VAE decoder compiled as --fast did then.)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -42,8 +41,7 @@ def main() -> None:
     from zturbo.benchmark.randmodel import build_pipeline, transformer_from_state
     from zturbo.engine import Engine
     from zturbo.models import LoadedModel, ModelInfo
-    from zturbo import defaults
-    from zturbo.speed.fast import apply_fast, eager
+    from zturbo.speed.fast import apply_fast
 
     dev = torch.device("cuda")
     pipe = build_pipeline(dev)
@@ -82,21 +80,17 @@ def main() -> None:
         counters.clear()
         rows = []
         t_all = time.perf_counter()
-        # the sweep's rule (zturbo.sweep.runner): under --fast, fewer than N guidance > 0 images run uncompiled
-        n_cfg = sum(p.uses_cfg for _, p in work)
-        eager_cfg = tier in ("fast", "fp8") and 0 < n_cfg < defaults.SWEEP_MIN_CFG_IMAGES_TO_COMPILE
         for iid, params in work:
             torch.cuda.synchronize()
             t0 = time.perf_counter()
-            with eager() if eager_cfg and params.uses_cfg else contextlib.nullcontext():
-                r = eng.generate(params.replace(rng="cuda"))
+            r = eng.generate(params.replace(rng="cuda"))
             torch.cuda.synchronize()
             rows.append({"id": iid, "size": f"{params.width}x{params.height}", "cfg": params.uses_cfg,
                          "steps": params.steps, "s": round(time.perf_counter() - t0, 3),
                          "denoise": r.recipes[0]["timings"]["denoising"], "decode": r.recipes[0]["timings"]["decoding"]})
             print(variant, rows[-1], flush=True)
         total = time.perf_counter() - t_all
-        res["variants"][variant] = {"total_s": round(total, 2), "guidance_images_uncompiled": eager_cfg, "frames": dict(counters["frames"]),
+        res["variants"][variant] = {"total_s": round(total, 2), "frames": dict(counters["frames"]),
                                     "features": [str(f) for f in feats], "items": rows}
         print(variant, "TOTAL", round(total, 1), dict(counters["frames"]), flush=True)
         del eng, p, tr

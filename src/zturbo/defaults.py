@@ -101,9 +101,6 @@ GGUF_MODES = ("auto", "ondemand", "bf16", "fp8")
 # --fast's two tiers: lossless = bf16 compute (compiled fused blocks, CUDA graphs, best attention, unpadded
 # prompts), equal to plain within bf16 rounding; fp8 (--fp8) = lossless + FP8 GEMMs, a lossy trade chosen
 FAST_TIERS = ("lossless", "fp8")
-# A sweep compiles the guidance > 0 batch (2 images a pass) only for at least this many such images: the
-# compile took ~17 s cold on an H200 and each 720x1280 image saved ~1.6 s (bench/fast_shapes_H200.json)
-SWEEP_MIN_CFG_IMAGES_TO_COMPILE = 12
 FP8_MIN_CAPABILITY = (8, 9)  # FP8 tensor cores: Ada (sm_89), Hopper (sm_90) and newer
 # diffusers attention backends, fastest first; the first one installed and working is used. On an H200
 # (torch 2.11) plain SDPA ("native") beat "_native_cudnn" and "_native_flash" at the 1 MP shape

@@ -211,27 +211,3 @@ def test_images_are_made_one_shape_after_another(tmp_path, tiny_engine):
     _run(Plan([exp], "a robot", ""), tmp_path, tiny_engine)
     made = [r["axes"]["size"] for r in _lines(tmp_path / "manifest.jsonl")]
     assert made == ["32x32"] * 3 + ["48x32"] * 3
-
-
-def test_a_few_guidance_images_run_uncompiled_under_fast(tmp_path, tiny_engine, capsys):
-    """Compiling the guidance batch costs more than a handful of images save: the sweep runs them eager."""
-    from torch._dynamo import eval_frame
-
-    from zturbo.speed import Feature
-
-    stances = {}
-
-    class Compiled:  # the tiny engine, as if --fast had compiled its blocks (a CPU compiles nothing)
-        speed = [Feature("compile", True, "regional compile")]
-
-        def __getattr__(self, name):
-            return getattr(tiny_engine, name)
-
-        def generate(self, params, **kw):
-            stances[params.guidance] = eval_frame._stance.stance
-            return tiny_engine.generate(params, **kw)
-
-    plan = _plan(seeds="1", extra=[parse_vary("guidance=0,0.5,1")])
-    run_sweep(plan, tmp_path / "s", loader=lambda quant: Compiled(), model="tiny", quiet=False)
-    assert stances == {0.0: "default", 0.5: "force_eager", 1.0: "force_eager"}
-    assert "the 2 image(s) with guidance > 0 run uncompiled" in capsys.readouterr().err

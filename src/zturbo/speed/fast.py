@@ -101,11 +101,6 @@ def compiled(features) -> bool:
     return any(f.name == "compile" and f.on for f in features)
 
 
-def eager():
-    """A context in which compiled blocks run eagerly, compiling nothing new (torch.compiler's stance)."""
-    return torch.compiler.set_stance("force_eager")
-
-
 def _compiled(module: torch.nn.Module) -> bool:
     return getattr(module, "_compiled_call_impl", None) is not None
 
@@ -126,8 +121,10 @@ def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None
 
     The blocks compile with dynamic shapes: one compile serves every image size (measured on an H200 over
     the article's 24 shapes: no recompile per size, per-pass speed equal to a static compile); a batch of 2
-    (guidance > 0) compiles once more. The VAE decoder is not compiled unless asked (`compile_vae`): on the
-    same 50 images its compile cost ~60 s to save 2.3 s (bench/fast_shapes_H200.json).
+    (guidance > 0) runs one image at a time through the same compiled blocks (speed/graphs.py), except
+    beside a ControlNet, whose hints come batched: there it compiles once more. The VAE decoder is not
+    compiled unless asked (`compile_vae`): on the same 50 images its compile cost ~60 s to save 2.3 s
+    (bench/fast_shapes_H200.json).
     """
     if tier is not None and tier not in defaults.FAST_TIERS:
         raise ValueError(f"tier must be one of {defaults.FAST_TIERS} or None, got {tier!r}")
@@ -193,8 +190,8 @@ def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None
         compile_control_blocks(control, fullgraph=True, dynamic=True)  # the same, for the ControlNet's blocks
         also = " and the ControlNet's" if control else ""
         out.append(Feature("compile", True, f"regional torch.compile of the transformer blocks{also} with dynamic "
-                                            "shapes: the first image compiles once for every size (guidance > 0 once "
-                                            f"more), artifacts cached in {cache}"))
+                                            "shapes: the first image compiles once for every size and for guidance "
+                                            f"> 0, artifacts cached in {cache}"))
     if compile_vae:
         if not _compiled(pipe.vae.decoder):
             pipe.vae.decoder.compile()

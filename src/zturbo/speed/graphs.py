@@ -12,6 +12,14 @@ the allocator), and their outputs are the real ones. The capture used to run 2 w
 on a side stream and throw their outputs away: ~0.15 s per new shape at 1 MP, paid ~30 times over the
 article's five experiments (24 shapes, ~2 images each; bench/fast_shapes_sweep_order_H200.json is after).
 
+A batch of several images (guidance > 0 batches the prompt with the negative prompt) runs as one pass per
+image, each with its own graph. The blocks are compiled for a batch of one with dynamic sequence lengths,
+so a batch of 2 would compile them all again (~30 s cold, a Dynamo retrace warm) and pad the shorter
+prompt behind an attention mask; one image at a time reuses the compiled blocks, needs no mask, and at a
+megapixel a pass is compute-bound, so two passes of one cost what one of two does. The images are
+independent in the batched forward (the mask keeps padding out of attention, every other op is per
+token), so the split is equal to it within rounding (tests/speed/test_graphs.py).
+
 Safe by construction: only the basic (non-omni) forward without gradients is graphed, the weights must
 stay where they were at capture (checked every call: offloading or an OOM retry that moves them drops
 the graphs), and any failure to capture falls back to the plain forward for good, saying why.
@@ -43,7 +51,7 @@ class GraphedForward:
         self.max_graphs = max_graphs
         self.graphs: collections.OrderedDict[tuple, _Graph] = collections.OrderedDict()
         self.seen: collections.Counter[tuple] = collections.Counter()  # plain passes per shape not yet captured
-        self.pool = torch.cuda.graph_pool_handle()  # one pool for every shape: they never run at once
+        self.pool = None  # one pool for every shape (they never run at once), made at the first capture
         self.failed: str | None = None
         self.paused = False  # set while something must see every forward run in Python (zturbo trace's hooks)
         # two plain parameters, first and last: moving the model (offload, .to()) swaps their storage
@@ -63,6 +71,10 @@ class GraphedForward:
     def __call__(self, x, t, cap_feats, *args, return_dict: bool = True, **kwargs):
         # the pipeline passes joint_attention_kwargs=None; anything actually set takes the plain forward
         extra = args or any(v is not None for v in kwargs.values())
+        if not (extra or self.paused) and self._splittable(x, t, cap_feats):
+            out = [self(x=[xi], t=t[i:i + 1], cap_feats=[ci], return_dict=False)[0][0]
+                   for i, (xi, ci) in enumerate(zip(x, cap_feats))]
+            return self._wrap(out, return_dict)
         key = None if (extra or self.failed or self.paused) else self._key(x, t, cap_feats)
         if key is not None and self._weights() != self.weights:
             self.drop("the transformer's weights moved (offloading or an OOM retry)")
@@ -84,17 +96,29 @@ class GraphedForward:
         for dst, src in zip(entry.x + [entry.t] + entry.cap, list(x) + [t] + list(cap_feats)):
             dst.copy_(src)
         entry.graph.replay()
-        out = [o.clone() for o in entry.out]  # the next replay writes over the static outputs
+        return self._wrap([o.clone() for o in entry.out], return_dict)  # the next replay writes over the static ones
+
+    @staticmethod
+    def _wrap(out: list, return_dict: bool):
         if return_dict:
             from diffusers.models.modeling_outputs import Transformer2DModelOutput
 
             return Transformer2DModelOutput(sample=out)
         return (out,)
 
+    @staticmethod
+    def _splittable(x, t, cap) -> bool:
+        """A basic-mode batch of more than one image (guidance > 0 batches the prompt with the negative one)."""
+        return (isinstance(x, list) and len(x) > 1 and all(isinstance(v, torch.Tensor) for v in x)
+                and isinstance(cap, list) and len(cap) == len(x) and isinstance(t, torch.Tensor)
+                and t.shape == (len(x),) and not torch.is_grad_enabled())
+
     def _capture(self, key, x, t, cap) -> _Graph | None:
         """Capture the forward for this shape (warmed up by the plain passes before it); None if it fails."""
         sx, st, scap = [v.clone() for v in x], t.clone(), [c.clone() for c in cap]
         try:
+            if self.pool is None:
+                self.pool = torch.cuda.graph_pool_handle()
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
                 out = self.plain(sx, st, scap, return_dict=False)[0]

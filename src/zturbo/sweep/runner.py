@@ -467,34 +467,11 @@ def _run_precision(load: tuple, group: list[Item], loader: EngineLoader, folder:
     except ZTurboError as exc:  # weights missing or damaged: nothing of this load can be made
         outcome.not_loaded[load_label(load)] = (exc, len(group))
         return
-    eager_cfg = _guidance_runs_eager(engine, group, bar)
     for item in group:
         bar.working_on(item.id[-40:])
-        with _eager() if eager_cfg and item.params.uses_cfg else contextlib.nullcontext():
-            ok = _make(item, engine, saver, rank)
+        ok = _make(item, engine, saver, rank)
         outcome.made += ok
         outcome.failed += not ok
-
-
-def _guidance_runs_eager(engine: Any, group: list[Item], bar) -> bool:
-    """Under --fast, guidance > 0 (a batch of 2) compiles the blocks once more: worth it only for enough
-    such images. Fewer run eager (still fused blocks and CUDA graphs), and the sweep says so."""
-    n = sum(i.params.uses_cfg for i in group)
-    if not n or n >= defaults.SWEEP_MIN_CFG_IMAGES_TO_COMPILE:
-        return False
-    from ..speed.fast import compiled
-
-    if not compiled(getattr(engine, "speed", [])):
-        return False
-    bar.write(f"fast: the {n} image(s) with guidance > 0 run uncompiled: compiling their batch of 2 costs more than "
-              f"it saves below {defaults.SWEEP_MIN_CFG_IMAGES_TO_COMPILE} such images")
-    return True
-
-
-def _eager():
-    from ..speed.fast import eager
-
-    return eager()
 
 
 def _nothing_loaded(not_loaded: dict[str, tuple[Exception, int]], folder: Path) -> ZTurboError:
