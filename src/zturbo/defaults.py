@@ -17,6 +17,9 @@ TINY_MODEL = "tiny"  # the offline random-weight demo/test model (zturbo.models.
 # --- generation knobs (article Part 2; steps = transformer passes on diffusers >= 0.39, measured on 0.42.1) ---
 STEPS = 8  # the distilled schedule: 8 transformer passes on diffusers >= 0.39
 GUIDANCE = 0.0  # Turbo has CFG baked in (article, Experiment 2)
+# Refused above this: the article sweeps 0-1 and notes 1-7 only tightens the prompt; a huge scale overflows
+# the guided prediction to NaN (a black image) where a one-line error says more
+GUIDANCE_MAX = 30.0
 WIDTH = 1024
 HEIGHT = 1024
 MAX_SEQUENCE_LENGTH = 512  # the pipeline's prompt cap, in tokens after the chat template

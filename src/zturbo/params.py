@@ -105,6 +105,9 @@ class GenerationParams:
             raise InvalidParams(f"guidance must be a finite number, got {self.guidance!r}")
         if guidance < 0:
             raise InvalidParams(f"guidance must be >= 0, got {guidance:g} (0 is Turbo's setting)")
+        if guidance > defaults.GUIDANCE_MAX:
+            raise InvalidParams(f"guidance must be <= {defaults.GUIDANCE_MAX:g}, got {guidance:g} (0 is Turbo's setting; "
+                                "the article's sweep goes to 1)")
         object.__setattr__(self, "guidance", guidance)
         seed = random_seed() if self.seed is None else parse_seed(self.seed)
         object.__setattr__(self, "seed", seed)

@@ -76,6 +76,7 @@ BAD_BODIES = [
     ({"guidance": 10**400}, "guidance must be a finite number"),
     ({"guidance": "1e999"}, "guidance must be a finite number"),
     ({"guidance": -0.5}, "guidance must be >= 0"),
+    ({"guidance": 1e308}, "guidance must be <= 30, got 1e+308"),  # finite, but the guided prediction overflows
     ({"steps": 10**400}, f"is outside 1..{defaults.MAX_STEPS}"),
     ({"steps": 2.5}, "steps must be a whole number, got 2.5"),
     ({"n": 10**400}, "images per request"),

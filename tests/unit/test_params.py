@@ -61,6 +61,20 @@ def test_negative_guidance():
         make(guidance=-0.5)
 
 
+def test_a_guidance_large_enough_to_overflow_is_refused_and_the_limit_itself_is_taken():
+    with pytest.raises(InvalidParams, match="guidance must be <= 30, got 1e\\+308"):
+        make(guidance=1e308)
+    assert make(guidance=30).guidance == 30.0
+
+
+def test_the_cli_refuses_an_overflowing_guidance_in_one_line(capsys, tmp_path):
+    from zturbo.cli import main
+
+    assert main(["generate", "a fox", "--model", "tiny", "--guidance", "1e308", "--out", str(tmp_path)]) == 2
+    assert "guidance must be <= 30" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("seed", [-1, 2**64, "abc", 1.5])
 def test_bad_seeds(seed):
     with pytest.raises(InvalidParams, match="seed"):
