@@ -50,7 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--negative-prompt", default=None, help="only acts with guidance > 0")
     g = p.add_argument_group("knobs")
     g.add_argument("--steps", type=int, default=None, help=f"transformer passes, {defaults.MIN_STEPS}..{defaults.MAX_STEPS} (default {defaults.STEPS})")
-    g.add_argument("--guidance", type=float, default=None, help=f"CFG scale, 0..{defaults.GUIDANCE_MAX:g} (default {defaults.GUIDANCE:g}; > 0 is a contrast knob on Turbo)")
+    g.add_argument("--guidance", type=float, default=None,
+                   help=f"CFG scale, 0..{defaults.GUIDANCE_MAX:g} (default {defaults.GUIDANCE:g}; > 0 is a contrast knob on "
+                        "Turbo)")
     g.add_argument("--seed", default=None, help="0..2^64-1 (default: random, always recorded)")
     g.add_argument("--num-images", "-n", type=int, default=1, help="images with seeds S..S+N-1, each reproducible alone "
                    "(S+N-1 must not pass 2^64-1)")
