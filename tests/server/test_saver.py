@@ -151,3 +151,25 @@ def test_a_failed_write_fails_that_job_alone_and_says_why(tiny_engine, queue, mo
     wait_for(lambda: second.finished, what="the second job")
     assert (first.state, first.error_type) == ("failed", "server_error") and "No space left" in first.error
     assert second.state == DONE and (q.out_dir / second.images[0]).is_file()
+
+
+def test_the_queue_stats_count_a_job_whose_png_is_being_written(tiny_engine, queue, monkeypatch):
+    """Between the GPU and done a job is neither running nor completed: /api/health says it is saving."""
+    release, held = threading.Event(), threading.Event()
+    real_save = zturbo.engine.save_png
+
+    def held_save(image, target, recipe):
+        held.set()
+        release.wait(HOLD)
+        return real_save(image, target, recipe)
+
+    monkeypatch.setattr(zturbo.engine, "save_png", held_save)
+    q = queue(tiny_engine)
+    job = q.submit(params("a fox"))
+    assert held.wait(HOLD)
+    stats = q.stats()
+    assert (stats["running"], stats["saving"], stats["completed"]) == (None, 1, 0)
+    release.set()
+    wait_for(lambda: job.finished, what="the job")
+    stats = q.stats()
+    assert (stats["saving"], stats["completed"]) == (0, 1)

@@ -152,6 +152,7 @@ class JobQueue:
         self.previews = previews
         self.jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
         self.running: Job | None = None
+        self.saving = 0  # jobs done on the GPU whose images are still being written (between running and done)
         self.completed = 0
         self.failed = 0
         self.peak_waiting = 0  # the most jobs ever waiting at once (never above the bound)
@@ -201,7 +202,7 @@ class JobQueue:
     def stats(self) -> dict[str, Any]:
         with self._cond:
             return {"waiting": len(self._pending), "bound": self.bound,
-                    "running": self.running.id if self.running else None,
+                    "running": self.running.id if self.running else None, "saving": self.saving,
                     "peak_waiting": self.peak_waiting, "completed": self.completed, "failed": self.failed}
 
     def shutdown(self, timeout: float = defaults.SERVER_SHUTDOWN_GRACE_S) -> None:
@@ -273,6 +274,7 @@ class JobQueue:
         """The GPU is free for the next job; this one ends on the saver thread, after its files are written."""
         with self._cond:
             self.running = None
+            self.saving += 1
         self._save_slots.acquire()  # at most SERVER_PENDING_SAVES jobs' images wait in memory
         try:
             self._saver.submit(self._end, job, state, error, error_type, results)
@@ -291,6 +293,7 @@ class JobQueue:
                     state, error, error_type = FAILED, f"{type(exc).__name__}: {exc}", "server_error"
             job.draw_last_preview()
             with self._cond:
+                self.saving -= 1
                 if state == DONE:
                     self.completed += 1
                 elif state == FAILED:
