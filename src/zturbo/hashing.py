@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .paths import cache_dir
@@ -20,18 +21,25 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
 
 
 def cached_sha256(path: str | os.PathLike) -> str:
-    path = Path(path).resolve()
-    st = path.stat()
-    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    return cached_sha256_many([path])[0]
+
+
+def cached_sha256_many(paths) -> list[str]:
+    """cached_sha256 of each path; the ones not yet in the cache are hashed at the same time, one thread each
+    (hashlib drops the GIL while it hashes: a model's shards take about as long as the largest one)."""
+    resolved = [Path(p).resolve() for p in paths]
+    keys = [f"{p}|{st.st_size}|{st.st_mtime_ns}" for p, st in ((p, p.stat()) for p in resolved)]
     index_file = cache_dir() / "hashes.json"
     try:
         index = json.loads(index_file.read_text())
     except (OSError, ValueError):
         index = {}
-    if key not in index:
-        index[key] = sha256_file(path)
+    missing = {k: p for k, p in zip(keys, resolved) if k not in index}
+    if missing:
+        with ThreadPoolExecutor(max_workers=min(len(missing), os.cpu_count() or 1)) as pool:
+            index.update(zip(missing, pool.map(sha256_file, missing.values())))
         write_text_atomic(index_file, json.dumps(index, indent=1))
-    return index[key]
+    return [index[k] for k in keys]
 
 
 def recorded_file(path: str | None, sha: str, *, image: str, what: str, name: str | None, flag: str,

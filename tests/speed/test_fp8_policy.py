@@ -206,3 +206,24 @@ def test_help_shows_the_fp8_budget(command, capsys):
         main([command, "--help"])
     assert exit_.value.code == 0
     assert "--fp8-budget" in capsys.readouterr().out
+
+
+def test_a_local_folders_shards_name_the_weights_and_a_hub_blob_is_not_read(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import zturbo.hashing as hashing
+
+    folder = tmp_path / "model"
+    (folder / "transformer").mkdir(parents=True)
+    blob = tmp_path / ("ab" * 32)  # a hub cache blob: its name is its sha256
+    blob.write_bytes(b"hub shard")
+    (folder / "transformer" / "part-1.safetensors").write_bytes(b"local shard one")
+    (folder / "transformer" / "part-2.safetensors").symlink_to(blob)
+    engine = SimpleNamespace(info=SimpleNamespace(model=str(folder), source="local"))
+    read = []
+    real = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda p: (read.append(p.name), real(p))[1])
+    first = P._files_hash(engine)
+    assert read == ["part-1.safetensors"]
+    (folder / "transformer" / "part-1.safetensors").write_bytes(b"local shard, another version")
+    assert P._files_hash(engine) != first

@@ -129,7 +129,7 @@ def choose(errors: dict[str, float], budget: float) -> tuple[str, ...]:
 # -- the weights' identity and the cache ---------------------------------------------------------------
 def _files_hash(engine) -> str:
     """sha256 of the transformer's weight files: a hub blob's name is its sha256 (free), else hashed once."""
-    from ..hashing import cached_sha256
+    from ..hashing import cached_sha256_many
     from ..models.loader import _snapshot
 
     info = engine.info
@@ -139,10 +139,13 @@ def _files_hash(engine) -> str:
         from ..models.loader import _state_hash
 
         return _state_hash(engine.pipe.transformer)
+    blobs = {f: f.resolve().name for f in files}
+    named = {f: b for f, b in blobs.items() if re.fullmatch("[0-9a-f]{64}", b)}
+    rest = [f for f in files if f not in named]
+    named.update(zip(rest, cached_sha256_many(rest)))  # a local folder's shards, hashed side by side
     h = hashlib.sha256()
     for f in files:
-        blob = f.resolve().name
-        h.update(f"{f.name}={blob if re.fullmatch('[0-9a-f]{64}', blob) else cached_sha256(f)};".encode())
+        h.update(f"{f.name}={named[f]};".encode())
     return h.hexdigest()
 
 
