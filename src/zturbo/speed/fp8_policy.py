@@ -90,13 +90,17 @@ def measure(engine, settings: dict | None = None) -> dict[str, float]:
     s = settings or calibration_settings(engine)
     rows = s["rows_per_pass"]
     sums: dict[str, list] = {}
-    pick = torch.Generator().manual_seed(0)  # which rows are sampled: the same on every run
+    # which rows are sampled: the same on every run. Drawn on the activations' device: indices drawn on the
+    # CPU and copied over would make each of the ~1,900 hook calls wait for the GPU (torch's blocking copy
+    # from the CPU synchronises the stream), so the GPU would idle while Python launches the next kernels
+    picks: dict[torch.device, torch.Generator] = {}
 
     def hook(name):
         def record(module, args, _out):
             x = args[0].reshape(-1, module.in_features)
             if x.shape[0] > rows:
-                x = x[torch.randperm(x.shape[0], generator=pick)[:rows].to(x.device)]
+                pick = picks.get(x.device) or picks.setdefault(x.device, torch.Generator(x.device).manual_seed(0))
+                x = x[torch.randperm(x.shape[0], generator=pick, device=x.device)[:rows]]
             e2, r2 = error_terms(x, module.weight, module.bias)
             acc = sums.setdefault(unit_of(name), [0.0, 0.0])
             acc[0], acc[1] = acc[0] + e2, acc[1] + r2  # tensors on the device: no sync per call
