@@ -14,9 +14,9 @@ article's five experiments (24 shapes, ~2 images each; bench/fast_shapes_sweep_o
 
 A batch of several images (guidance > 0 batches the prompt with the negative prompt) runs as one pass per
 image, each with its own graph. The blocks are compiled for a batch of one with dynamic sequence lengths,
-so a batch of 2 would compile them all again (~30 s cold, a Dynamo retrace warm) and pad the shorter
-prompt behind an attention mask; one image at a time reuses the compiled blocks, needs no mask, and at a
-megapixel a pass is compute-bound, so two passes of one cost what one of two does. The images are
+so a batch of 2 would compile them all again (~17 s cold on an H200) and pad the shorter prompt behind
+an attention mask; one image at a time reuses the compiled blocks and needs no mask (the five experiments'
+4 guidance > 0 images: 6.9 s, against 11.5 s plain, bench/fast_shapes_sweep_order_H200.json). The images are
 independent in the batched forward (the mask keeps padding out of attention, every other op is per
 token), so the split is equal to it within rounding (tests/speed/test_graphs.py).
 
