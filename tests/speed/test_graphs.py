@@ -4,7 +4,7 @@ equal to diffusers' batched forward. The CUDA graphs themselves are tested on th
 import numpy as np
 import torch
 
-from zturbo import Engine, GenerationParams
+from zturbo import Engine
 from zturbo.speed.graphs import install
 
 
