@@ -103,3 +103,43 @@ def test_the_controlnets_blocks_share_one_compile_and_keep_their_output():
     got = run()
     assert counters["stats"]["unique_graphs"] == 1  # one compile for the four blocks
     assert got.shape == ref.shape == (5, 1, 32, 256) and torch.allclose(got, ref, atol=1e-5)
+
+
+def test_guidance_with_a_controlnet_runs_one_image_at_a_time_and_keeps_the_pixels(params):
+    """--fast's forward wrappers split guidance's batch of 2 for the ControlNet and the transformer alike."""
+    from zturbo.speed.graphs import GraphedForward, PerImageHints, SplitControlForward, install
+
+    p = params.replace(guidance=2.0, negative_prompt="blurry, a much longer negative prompt")
+    engine = Engine.load(model="tiny", device="cpu", controlnet="tiny")
+    ref = np.asarray(engine.generate(p).image).astype(int)
+    graphed = install(engine.pipe.transformer, engine.controlnet)
+    assert isinstance(engine.controlnet.forward, SplitControlForward) and isinstance(graphed, GraphedForward)
+    seen = {"control": [], "transformer": []}
+    control_plain, transformer_plain = engine.controlnet.forward.plain, graphed.plain
+
+    def control(x, *a, **kw):
+        seen["control"].append(len(x))
+        return control_plain(x, *a, **kw)
+
+    def transformer(x, *a, **kw):
+        seen["transformer"].append((len(x), type(kw.get("controlnet_block_samples")).__name__))
+        return transformer_plain(x, *a, **kw)
+
+    engine.controlnet.forward.plain, graphed.plain = control, transformer
+    got = np.asarray(engine.generate(p).image).astype(int)
+    assert seen["control"] == [1] * 4 and seen["transformer"] == [(1, "dict")] * 4  # 2 passes x 2 images
+    assert np.abs(got - ref).max() <= 2
+    # paused (zturbo trace's hooks must see the batch): both run the batch of 2, as diffusers does
+    seen["control"].clear(), seen["transformer"].clear()
+    graphed.paused = True
+    paused = np.asarray(engine.generate(p).image).astype(int)
+    assert seen["control"] == [2] * 2 and seen["transformer"] == [(2, "dict")] * 2
+    assert np.abs(paused - ref).max() <= 2
+    # per-image hints read by a forward that does not split are the batched hints, each image's zero-padded
+    import torch
+
+    a, b = torch.ones(1, 3, 4), torch.full((1, 5, 4), 2.0)
+    hints = PerImageHints([{7: a}, {7: b}])
+    assert 7 in hints and 8 not in hints and list(hints) == [7]
+    assert hints[7].shape == (2, 5, 4) and hints[7][0, 3:].abs().sum() == 0 and (hints[7][1] == 2).all()
+    assert hints[7] is hints.batched()[7]  # padded once

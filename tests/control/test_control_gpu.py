@@ -105,3 +105,23 @@ def test_controlnet_with_fast_stays_with_the_plain_image(tier, files):
         effect = _mean_abs(plain.generate(p.replace(control_scale=0.0)), a)
         assert effect > 1.0  # the control moves the image...
         assert _mean_abs(a, b) < (0.25 if tier == "lossless" else 0.5) * effect  # ...far more than --fast does
+
+
+def test_controlnet_with_guidance_under_fast_reuses_the_compile_and_stays_with_plain(files):
+    """Guidance > 0 runs the ControlNet and the transformer one image at a time (speed/graphs.py): no new compile
+    after a guidance 0 image, and the image stays with plain's as in the test above."""
+    from torch._dynamo.utils import counters
+
+    edges = files[0]
+    plain = Engine.load(model="tiny", device="cuda", dtype=torch.bfloat16, controlnet="tiny")
+    fast = Engine.load(model="tiny", device="cuda", dtype=torch.bfloat16, controlnet="tiny", fast="lossless")
+    p = GenerationParams(prompt="a fox", control_image=edges, control_scale=1.5, seed=1, rng="cuda")
+    fast.generate(p)  # compiles the blocks (transformer and ControlNet) for one image
+    before = counters["stats"]["unique_graphs"]
+    cfg = p.replace(guidance=2.0, negative_prompt="blurry, a much longer negative prompt than the prompt")
+    b = fast.generate(cfg)
+    assert counters["stats"]["unique_graphs"] == before, "guidance > 0 compiled the blocks again"
+    a = plain.generate(cfg)
+    assert not b.recipes[0]["nan"]
+    effect = _mean_abs(plain.generate(cfg.replace(control_scale=0.0)), a)
+    assert effect > 1.0 and _mean_abs(a, b) < 0.25 * effect

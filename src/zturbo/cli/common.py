@@ -106,12 +106,12 @@ def load_engine(options, quiet: bool = False):
 
 
 def warm_up(engine, sizes: list[tuple[int, int]], quiet: bool = False) -> float | None:
-    """Pay the first call's costs before the first user does. With --fast: one short generation per size (and,
-    beside a ControlNet, one with guidance > 0: its batch of 2 compiles once more; without one a batch runs
-    one image at a time); the blocks compile with dynamic shapes, so other sizes then only capture their CUDA
-    graph (a few passes). Plain, on a GPU: one 1-pass generation at the first
-    size (CUDA context, cuBLAS/cuDNN set-up, the allocator's first blocks: plain serve's first request took
-    3.3 s against 1.4 s for the next on an H200, bench/serve_H200.json). None when there is nothing to pay."""
+    """Pay the first call's costs before the first user does. With --fast: one short generation per size (a
+    guidance > 0 batch runs one image at a time through the same compiled blocks); the blocks compile with
+    dynamic shapes, so other sizes then only capture their CUDA graph (a few passes). Plain, on a GPU: one
+    1-pass generation at the first size (CUDA context, cuBLAS/cuDNN set-up, the allocator's first blocks:
+    plain serve's first request took 3.3 s against 1.4 s for the next on an H200 before it warmed up, 1.77 s
+    after, bench/serve_H200.json). None when there is nothing to pay."""
     import tempfile
     import time
 
@@ -124,13 +124,12 @@ def warm_up(engine, sizes: list[tuple[int, int]], quiet: bool = False) -> float 
     if not sizes or not (compiled or getattr(device, "type", None) == "cuda"):
         return None
     controlnet = getattr(engine, "controlnet", None) is not None
-    names = ", ".join(f"{w}x{h}" for w, h in (sizes if compiled else sizes[:1])) + (" (+ guidance > 0)" if
-                                                                                   compiled and controlnet else "")
+    names = ", ".join(f"{w}x{h}" for w, h in (sizes if compiled else sizes[:1]))
     say(f"warming up --fast at {names}: compiles once, cached for the next start ..." if compiled
         else f"warming up at {names} (the GPU's first-call set-up) ...", quiet)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="zturbo-warm-up-") as tmp:
-        for i, (w, h) in enumerate(sizes if compiled else sizes[:1]):
+        for w, h in sizes if compiled else sizes[:1]:
             control = None
             if controlnet:  # a loaded ControlNet refuses a pass without a control image
                 control = os.path.join(tmp, f"control-{w}x{h}.png")
@@ -138,8 +137,6 @@ def warm_up(engine, sizes: list[tuple[int, int]], quiet: bool = False) -> float 
             p = GenerationParams(prompt="warm-up", seed=0, width=w, height=h, steps=2 if compiled else 1,
                                  control_image=control)
             engine.generate(p)
-            if compiled and controlnet and i == 0:
-                engine.generate(p.replace(guidance=1.0))
     seconds = time.perf_counter() - t0
     say(f"warm-up done in {seconds:.1f} s", quiet)
     return seconds

@@ -121,8 +121,8 @@ def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None
 
     The blocks compile with dynamic shapes: one compile serves every image size (measured on an H200 over
     the article's 24 shapes: no recompile per size, per-pass speed equal to a static compile); a batch of 2
-    (guidance > 0) runs one image at a time through the same compiled blocks (speed/graphs.py), except
-    beside a ControlNet, whose hints come batched: there it compiles once more. The VAE decoder is not
+    (guidance > 0) runs one image at a time through the same compiled blocks (speed/graphs.py), and so
+    does a ControlNet beside it. The VAE decoder is not
     compiled unless asked (`compile_vae`): on the same 50 images its compile cost ~60 s to save 2.3 s
     (bench/fast_shapes_H200.json).
     """
@@ -201,8 +201,9 @@ def apply_fast(pipe, tier: str | None = "lossless", gguf_mode: str | None = None
         out.append(Feature("compile_vae", True, "torch.compile of the VAE decoder; cuDNN autotuning of convolutions "
                                                 "on for this process"))
     if graphs:
-        install_graphs(tr)
-        cn = "; passes fed a ControlNet's hints run the compiled blocks without a graph" if control else ""
+        install_graphs(tr, controlnet if control else None)
+        cn = ("; passes fed a ControlNet's hints run the compiled blocks without a graph, and the ControlNet too "
+              "runs one image of a batch at a time") if control else ""
         out.append(Feature("cuda_graphs", True, "the transformer's forward replayed as one CUDA graph per size (the "
                                                 f"{defaults.CUDA_GRAPH_SHAPES} most recent kept); the plain forward if "
                                                 f"the weights move or a capture fails{cn}"))

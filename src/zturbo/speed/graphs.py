@@ -18,7 +18,9 @@ so a batch of 2 would compile them all again (~17 s cold on an H200) and pad the
 an attention mask; one image at a time reuses the compiled blocks and needs no mask (the five experiments'
 4 guidance > 0 images: 6.9 s, against 11.5 s plain, bench/fast_shapes_sweep_order_H200.json). The images are
 independent in the batched forward (the mask keeps padding out of attention, every other op is per
-token), so the split is equal to it within rounding (tests/speed/test_graphs.py).
+token), so the split is equal to it within rounding (tests/speed/test_graphs.py). Beside a ControlNet its
+forward is split the same way (`SplitControlForward`): it returns each image's hints, and the transformer
+takes image i's with image i, so neither compiles for a batch of 2.
 
 Safe by construction: only the basic (non-omni) forward without gradients is graphed, the weights must
 stay where they were at capture (checked every call: offloading or an OOM retry that moves them drops
@@ -28,6 +30,7 @@ the graphs), and any failure to capture falls back to the plain forward for good
 from __future__ import annotations
 
 import collections
+import collections.abc
 import logging
 
 import torch
@@ -69,6 +72,14 @@ class GraphedForward:
         return (tuple((v.shape, v.dtype) for v in x), (t.shape, t.dtype), tuple((c.shape, c.dtype) for c in cap))
 
     def __call__(self, x, t, cap_feats, *args, return_dict: bool = True, **kwargs):
+        hints = kwargs.get("controlnet_block_samples")
+        if isinstance(hints, PerImageHints):  # from SplitControlForward: one dict of hints per image
+            if len(hints.images) == len(x) and self._splittable(x, t, cap_feats) and not (args or self.paused):
+                rest = {k: v for k, v in kwargs.items() if k != "controlnet_block_samples"}
+                out = [self(x=[xi], t=t[i:i + 1], cap_feats=[ci], controlnet_block_samples=h, return_dict=False,
+                            **rest)[0][0] for i, (xi, ci, h) in enumerate(zip(x, cap_feats, hints.images))]
+                return self._wrap(out, return_dict)
+            kwargs["controlnet_block_samples"] = hints.batched()
         # the pipeline passes joint_attention_kwargs=None; anything actually set takes the plain forward
         extra = args or any(v is not None for v in kwargs.values())
         if not (extra or self.paused) and self._splittable(x, t, cap_feats):
@@ -138,11 +149,55 @@ class GraphedForward:
         self.graphs.clear()
 
 
-def install(transformer: torch.nn.Module) -> GraphedForward:
-    """Replay `transformer`'s forward from CUDA graphs (idempotent)."""
-    current = transformer.__dict__.get("forward")
-    if isinstance(current, GraphedForward):
-        return current
-    graphed = GraphedForward(transformer)
-    transformer.forward = graphed
+class PerImageHints(collections.abc.Mapping):
+    """A ControlNet's hints for a batch, kept per image: `images[i]` is {transformer layer: (1, L_i, dim)}.
+    GraphedForward hands image i its own; read as a mapping it is the batched dict diffusers' forward takes
+    (made on first read), so a forward that does not split still gets every hint."""
+
+    def __init__(self, images: list[dict]):
+        self.images = images
+        self._batched: dict | None = None
+
+    def batched(self) -> dict:
+        if self._batched is None:
+            from torch.nn.utils.rnn import pad_sequence
+
+            # the batched transformer masks and drops each image's padding rows: zeros there change nothing
+            self._batched = {k: pad_sequence([h[k][0] for h in self.images], batch_first=True)
+                             for k in self.images[0]}
+        return self._batched
+
+    def __getitem__(self, layer):
+        return self.batched()[layer]
+
+    def __iter__(self):
+        return iter(self.images[0])
+
+    def __len__(self) -> int:
+        return len(self.images[0])
+
+
+class SplitControlForward:
+    """Installed as `controlnet.forward` beside a GraphedForward: a batch of several images (guidance > 0)
+    runs one image at a time, as the transformer does, and returns PerImageHints."""
+
+    def __init__(self, controlnet: torch.nn.Module, graphed: GraphedForward):
+        self.plain, self.graphed = controlnet.forward, graphed
+
+    def __call__(self, x, t, cap_feats, control_context, *args, **kwargs):
+        if (args or self.graphed.paused or not GraphedForward._splittable(x, t, cap_feats)
+                or not isinstance(control_context, torch.Tensor) or control_context.shape[0] != len(x)):
+            return self.plain(x, t, cap_feats, control_context, *args, **kwargs)
+        return PerImageHints([self.plain([xi], t[i:i + 1], [ci], control_context[i:i + 1], **kwargs)
+                              for i, (xi, ci) in enumerate(zip(x, cap_feats))])
+
+
+def install(transformer: torch.nn.Module, controlnet: torch.nn.Module | None = None) -> GraphedForward:
+    """Replay `transformer`'s forward from CUDA graphs, one image of a batch at a time; `controlnet` (run
+    beside it) split the same way (idempotent)."""
+    graphed = transformer.__dict__.get("forward")
+    if not isinstance(graphed, GraphedForward):
+        graphed = transformer.forward = GraphedForward(transformer)
+    if controlnet is not None and not isinstance(controlnet.__dict__.get("forward"), SplitControlForward):
+        controlnet.forward = SplitControlForward(controlnet, graphed)
     return graphed
