@@ -69,6 +69,10 @@ class LoadOptions:
     fast: str | None = None  # None | "lossless" (compile, fused blocks, graphs, attention) | "fp8" (+ FP8 GEMMs)
     gguf_mode: str | None = None  # ondemand | bf16 | fp8 | auto: how a GGUF transformer computes
     loras: tuple = ()  # ((path.safetensors, scale), ...): LoRAs merged into the transformer, in any order
+    # False: keep the LoRAs as adapters beside the weights (what a GGUF transformer and the server's per-request
+    # LoRAs run); each pass adds their low-rank matmuls. `generate --from` uses it to reproduce such an image
+    # bit for bit (a merge rounds the weights differently)
+    fuse_loras: bool = True
     fp8_budget: float | str | None = None  # with fast="fp8": mean FP8 error allowed (None: the default), or "all"
     controlnet: str | None = None  # a Fun-Controlnet-Union .safetensors file ("tiny" with the tiny model)
 
@@ -115,6 +119,9 @@ class LoadOptions:
                                     "Fun-Controlnet-Union .safetensors file")
         if self.loras and (self.gguf or self.quant in defaults.GGUF_FILES) and self.speeds_up_gguf:
             raise InvalidParams(GGUF_SPEED_WITH_LORA)
+        if self.loras and not self.fuse_loras and self.fast:
+            raise InvalidParams("LoRAs kept unfused (as adapters) cannot run with --fast, which rewrites and compiles "
+                                "the layers they wrap: fuse them (the default), or drop --fast")
 
     @property
     def speeds_up_gguf(self) -> bool:
@@ -202,7 +209,7 @@ def load(options: LoadOptions | None = None, **fields: Any):
         gguf = is_gguf(loaded.pipe.transformer)
         if gguf and options.speeds_up_gguf:
             raise InvalidParams(GGUF_SPEED_WITH_LORA)
-        loras = apply_loras(loaded.pipe, options.loras, fuse=not gguf)
+        loras = apply_loras(loaded.pipe, options.loras, fuse=options.fuse_loras and not gguf)
 
     # 5. ControlNet: read on the CPU like the rest, in the transformer's dtype; placed with it below (its own blocks
     #    only, per memory mode: memory/controlnet.py)

@@ -141,3 +141,20 @@ def test_a_sweep_resumed_with_another_lora_is_not_counted_as_done(tmp_path, caps
     assert main([*base, "--overwrite"]) == 0
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert [r["loras"] for r in records[-2:]] == [[], []]
+
+
+def test_from_keeps_a_per_call_loras_adapters_unfused_unless_fast(tmp_path, style):
+    """An image made with a per-call LoRA (serve --lora-dir) records it unfused; --from loads it that way (bit for
+    bit in bf16: tests/lora/test_lora_switch.py), and fuses it when --fast asks for the compiled blocks."""
+    import zturbo
+
+    made = tmp_path / "served.png"
+    engine = zturbo.load(model="tiny", device="cpu")
+    params = zturbo.GenerationParams(prompt="a fox", seed=7, width=64, height=64, steps=2, rng="cpu")
+    engine.generate(params, loras=[(str(style), 0.8)]).save(made)
+    again, fast = tmp_path / "again.png", tmp_path / "fast.png"
+    assert main(["generate", "--from", str(made), "-o", str(again), "--quiet"]) == 0
+    assert [(r["scale"], r["fused"]) for r in read_recipe(again)["loras"]] == [(0.8, False)]
+    assert np.array_equal(pixels(again), pixels(made))
+    assert main(["generate", "--from", str(made), "-o", str(fast), "--quiet", "--fast"]) == 0
+    assert [r["fused"] for r in read_recipe(fast)["loras"]] == [True]

@@ -51,3 +51,26 @@ def test_a_bad_per_call_lora_is_refused_before_anything_changes(tmp_path):
     engine = zturbo.load(model="tiny", device="cpu")
     with pytest.raises(zturbo.InvalidParams, match="pickled .pt files are refused"):
         engine.generate(P, loras=[(str(tmp_path / "x.pt"), 1.0)])
+
+
+def test_loras_kept_unfused_reproduce_a_per_call_image_bit_for_bit(tmp_path):
+    """A merge rounds the weights: in bf16 the fused LoRA moves pixels the per-call adapter did not. Loading the
+    LoRA unfused (LoadOptions(fuse_loras=False), what generate --from does for such an image) gives them back."""
+    style = tmp_path / "style.safetensors"
+    write_lora(style, "diffusers", seed=5, alpha=400.0)
+    p = P.replace(width=64, height=64, steps=4)
+    per_call = pixels(zturbo.load(model="tiny", device="cpu", dtype="bfloat16").generate(p, loras=[(str(style), 0.8)]))
+    kw = dict(model="tiny", device="cpu", dtype="bfloat16", loras=((str(style), 0.8),))
+    fused = pixels(zturbo.load(**kw).generate(p))
+    unfused = zturbo.load(**kw, fuse_loras=False)
+    assert not np.array_equal(fused, per_call)  # the difference this option exists for
+    got = unfused.generate(p)
+    assert np.array_equal(pixels(got), per_call)
+    assert [r["fused"] for r in got.recipes[0]["loras"]] == [False]
+
+
+def test_unfused_loras_with_fast_are_refused_in_one_line(tmp_path):
+    style = tmp_path / "style.safetensors"
+    write_lora(style, "diffusers", seed=5, alpha=400.0)
+    with pytest.raises(zturbo.InvalidParams, match="unfused .* cannot run with --fast"):
+        zturbo.LoadOptions(model="tiny", loras=((str(style), 1.0),), fuse_loras=False, fast=True)

@@ -163,6 +163,11 @@ def build_params(args) -> tuple[GenerationParams, dict]:
             from ..lora import from_recipe
 
             model_opts["loras"] = from_recipe(recipe["loras"], args.from_image)
+            # made with adapters beside the weights (serve's per-request LoRAs, a GGUF): the same again, bit for
+            # bit; a merge rounds the weights otherwise (up to 7 levels on the tiny model in bf16). --fast fuses
+            if not any(r.get("fused", True) for r in recipe["loras"]) and not (args.fast or args.fp8
+                                                                               or model_opts.get("fast")):
+                model_opts["fuse_loras"] = False
         if args.controlnet is None and recipe.get("controlnet"):  # the same ControlNet file, unless named
             from ..controlnet import from_recipe as controlnet_from_recipe
 
