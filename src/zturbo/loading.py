@@ -120,8 +120,8 @@ class LoadOptions:
         if self.loras and (self.gguf or self.quant in defaults.GGUF_FILES) and self.speeds_up_gguf:
             raise InvalidParams(GGUF_SPEED_WITH_LORA)
         if self.loras and not self.fuse_loras and self.fast:
-            raise InvalidParams("LoRAs kept unfused (as adapters) cannot run with --fast, which rewrites and compiles "
-                                "the layers they wrap: fuse them (the default), or drop --fast")
+            raise InvalidParams("--unfused-loras cannot run with --fast, which rewrites and compiles the layers the "
+                                "adapters wrap: drop one of them (--fast merges the LoRAs)")
 
     @property
     def speeds_up_gguf(self) -> bool:

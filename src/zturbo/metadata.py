@@ -144,6 +144,9 @@ def generate_command(params: dict[str, Any], model: dict[str, Any] | None = None
         args += ["--model", str(model["model"])]
     for lora in loras or ():
         args += ["--lora", f"{lora['path']}:{float(lora['scale']):g}"]
+    gguf = quant == "gguf" or quant in defaults.GGUF_FILES or model.get("weights_file")
+    if loras and not gguf and not any(lora.get("fused", True) for lora in loras):
+        args += ["--unfused-loras"]  # as they ran (serve's per-request LoRAs): the same pixels
     if params.get("control_image"):  # `controlnet`: the recipe's record of the file (its path, or "tiny")
         if controlnet and (controlnet.get("path") or controlnet.get("name")):
             args += ["--controlnet", str(controlnet.get("path") or controlnet["name"])]

@@ -158,3 +158,28 @@ def test_from_keeps_a_per_call_loras_adapters_unfused_unless_fast(tmp_path, styl
     assert np.array_equal(pixels(again), pixels(made))
     assert main(["generate", "--from", str(made), "-o", str(fast), "--quiet", "--fast"]) == 0
     assert [r["fused"] for r in read_recipe(fast)["loras"]] == [True]
+
+
+def test_unfused_loras_on_the_command_line_and_in_the_shown_command(tmp_path, style, capsys):
+    """--unfused-loras keeps --lora as adapters; the command shown for a per-request LoRA image asks for it."""
+    import shlex
+
+    import zturbo
+    from zturbo.metadata import generate_command
+
+    a = tmp_path / "a.png"
+    assert main(["generate", "a fox", "-o", str(a), "--lora", f"{style}:0.8", "--unfused-loras", *TINY]) == 0
+    assert [(r["scale"], r["fused"]) for r in read_recipe(a)["loras"]] == [(0.8, False)]
+    engine = zturbo.load(model="tiny", device="cpu")
+    params = zturbo.GenerationParams(prompt="a fox", seed=7, width=64, height=64, steps=2, rng="cpu")
+    recipe = engine.generate(params, loras=[(str(style), 0.8)]).recipes[0]
+    shown = shlex.split(generate_command(recipe["params"], recipe["model"], loras=recipe["loras"]))
+    assert shown[shown.index("--lora") + 1] == f"{style}:0.8" and "--unfused-loras" in shown
+    assert "--unfused-loras" not in generate_command(recipe["params"], recipe["model"],
+                                                     loras=[{**recipe["loras"][0], "fused": True}])
+    capsys.readouterr()
+    for bad, msg in ((["--unfused-loras"], "--unfused-loras says how to load LoRAs"),
+                     (["--lora", str(style), "--unfused-loras", "--fast"], "cannot run with --fast")):
+        assert main(["generate", "a fox", "-o", str(tmp_path / "x.png"), *bad, *TINY]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

@@ -51,6 +51,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "for several. Layouts of diffusers/peft, kohya, ComfyUI, DiffSynth and ai-toolkit load; "
                         "merged into the weights at load (free per pass; a new scale means a new load). Pickled "
                         ".pt/.ckpt files are refused")
+    g.add_argument("--unfused-loras", action="store_true",
+                   help="keep the --lora files as adapters beside the weights instead of merging them: each pass "
+                        "adds their matmuls, and the pixels are those of serve --lora-dir's per-request LoRAs "
+                        "(a merge rounds the weights otherwise). Not with --fast")
     g.add_argument("--controlnet", metavar="FILE", default=None,
                    help="a Fun-Controlnet-Union .safetensors file (alibaba-pai/Z-Image-Turbo-Fun-Controlnet-Union "
                         "1.0, 2.0 or 2.1; which one is read from the file), steered by --control IMG; "
@@ -85,7 +89,7 @@ def load_options(args: argparse.Namespace, **changes):
     fields = dict(model=args.model, quant=args.quant, gguf=args.gguf, device=args.device, memory=args.memory,
                   vram_budget_gb=args.vram_budget, fast="fp8" if args.fp8 else "lossless" if args.fast else None,
                   gguf_mode=args.gguf_mode, loras=tuple(args.lora or ()), fp8_budget=getattr(args, "fp8_budget", None),
-                  controlnet=args.controlnet)
+                  controlnet=args.controlnet, fuse_loras=not args.unfused_loras)
     return LoadOptions(**{**fields, **changes})
 
 

@@ -202,6 +202,9 @@ def build_params(args) -> tuple[GenerationParams, dict]:
         control_type=(args.control_type if args.control_type is not None
                       else base.get("control_type") if control else None),
     )
+    if args.unfused_loras and not (args.lora or model_opts.get("loras")):
+        raise InvalidParams("--unfused-loras says how to load LoRAs: give --lora FILE[:SCALE] (or --from an image "
+                            "made with LoRAs)")
     return GenerationParams(**fields), model_opts
 
 
