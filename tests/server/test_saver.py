@@ -101,10 +101,11 @@ def test_the_worker_starts_the_next_generation_while_the_last_png_is_written(tin
     assert all((q.out_dir / j.images[0]).is_file() for j in (first, second))
 
 
-def test_shutdown_writes_a_generated_job_whose_png_is_still_pending(tiny_engine, queue, monkeypatch):
-    release = threading.Event()
+@pytest.fixture
+def held_write(monkeypatch):
+    """PNG writes wait, once started (`held` set), until the test sets `release`."""
+    held, release = threading.Event(), threading.Event()
     real_save = zturbo.engine.save_png
-    held = threading.Event()
 
     def held_save(image, target, recipe):
         held.set()
@@ -112,6 +113,11 @@ def test_shutdown_writes_a_generated_job_whose_png_is_still_pending(tiny_engine,
         return real_save(image, target, recipe)
 
     monkeypatch.setattr(zturbo.engine, "save_png", held_save)
+    return held, release
+
+
+def test_shutdown_writes_a_generated_job_whose_png_is_still_pending(tiny_engine, queue, held_write):
+    held, release = held_write
     q = queue(tiny_engine)
     job = q.submit(params("a fox"))
     assert held.wait(HOLD)
@@ -153,17 +159,9 @@ def test_a_failed_write_fails_that_job_alone_and_says_why(tiny_engine, queue, mo
     assert second.state == DONE and (q.out_dir / second.images[0]).is_file()
 
 
-def test_the_queue_stats_count_a_job_whose_png_is_being_written(tiny_engine, queue, monkeypatch):
+def test_the_queue_stats_count_a_job_whose_png_is_being_written(tiny_engine, queue, held_write):
     """Between the GPU and done a job is neither running nor completed: /api/health says it is saving."""
-    release, held = threading.Event(), threading.Event()
-    real_save = zturbo.engine.save_png
-
-    def held_save(image, target, recipe):
-        held.set()
-        release.wait(HOLD)
-        return real_save(image, target, recipe)
-
-    monkeypatch.setattr(zturbo.engine, "save_png", held_save)
+    held, release = held_write
     q = queue(tiny_engine)
     job = q.submit(params("a fox"))
     assert held.wait(HOLD)
