@@ -42,6 +42,7 @@ def test_health_names_the_model_precision_queue_and_presets(client):
     assert h["status"] == "ok" and h["model"]["model"] == "tiny" and h["precision"]
     assert h["queue"]["waiting"] == 0 and h["queue"]["bound"] > 0
     assert h["defaults"]["steps"] == 8 and h["presets"]["16:9"]["1"] == [1360, 768]
+    assert h["limits"]["max_guidance"] == 30 and h["queue"]["saving"] == 0
 
 
 def test_health_says_whether_a_controlnet_is_loaded(client, make_client, control_engine):

@@ -133,6 +133,17 @@ def test_bad_input_shows_the_cli_message(browser, live_server):
     assert [e for e in log.errors if "422" not in e] == []  # the browser logs the 422 itself
 
 
+def test_the_guidance_box_has_the_servers_limit_and_a_larger_one_is_explained(browser, live_server):
+    srv = live_server()
+    page, log = open_ui(browser, srv)
+    assert page.get_attribute("#guidance", "max") == "30"
+    page.fill("#prompt", "x")
+    page.fill("#guidance", "50")
+    page.click("#generate")
+    page.wait_for_selector("#message.error")
+    assert "guidance must be <= 30, got 50" in page.text_content("#message")
+
+
 def test_usable_on_a_phone(browser, live_server, engine):
     srv = live_server()
     page, log = open_ui(browser, srv, viewport=(390, 844))

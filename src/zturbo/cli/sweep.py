@@ -73,7 +73,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     k = p.add_argument_group("fixed settings (override the article's, or set a grid's)")
     k.add_argument("--steps", type=int, default=None,
                    help=f"fixed steps (article: {defaults.SWEEP_STEPS}; a grid: {defaults.STEPS})")
-    k.add_argument("--guidance", type=float, default=None, help="a grid's fixed guidance (default 0)")
+    k.add_argument("--guidance", type=float, default=None,
+                   help=f"a grid's fixed guidance, 0..{defaults.GUIDANCE_MAX:g} (default 0)")
     k.add_argument("--seed", default=None, help=f"fixed seed (default {defaults.SWEEP_SEED})")
     k.add_argument("--size", default=None, metavar="WxH",
                    help="the article's portrait frame (default 720x1280; landscape is its transpose), or a grid's size")

@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"image size (default {defaults.WIDTH}x{defaults.HEIGHT}, or the --image / --control image's)")
     g.add_argument("--seed", default="42", help="0..2^64-1 (default 42, the article's)")
     g.add_argument("--steps", type=int, default=defaults.STEPS, help=f"transformer passes (default {defaults.STEPS})")
-    g.add_argument("--guidance", type=float, default=defaults.GUIDANCE, help=f"CFG scale (default {defaults.GUIDANCE:g})")
+    g.add_argument("--guidance", type=float, default=defaults.GUIDANCE,
+                   help=f"CFG scale, 0..{defaults.GUIDANCE_MAX:g} (default {defaults.GUIDANCE:g})")
     g.add_argument("--rng", choices=("cuda", "cpu"), default=None, help="where the noise is drawn (default: the GPU if any)")
     i = p.add_argument_group("image-to-image and inpainting (adds stage 3i: the input image to the initial latents)")
     i.add_argument("--image", metavar="IMG", default=None, help="start from IMG (PNG/JPEG/WebP, sides multiples of 16)")

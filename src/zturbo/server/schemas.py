@@ -31,7 +31,8 @@ class Knobs(BaseModel):
     prompt: Any = Field(..., description="what to draw (text)")
     negative_prompt: Any = Field("", description="only acts with guidance > 0")
     steps: Any = Field(defaults.STEPS, description=f"transformer passes, {defaults.MIN_STEPS}..{defaults.MAX_STEPS}")
-    guidance: Any = Field(defaults.GUIDANCE, description="CFG scale; 0 is Turbo's setting, > 0 doubles the cost")
+    guidance: Any = Field(defaults.GUIDANCE, description=f"CFG scale, 0..{defaults.GUIDANCE_MAX:g}; 0 is Turbo's "
+                                                         "setting, > 0 doubles the cost")
     seed: Any = Field(None, description="0..2^64-1, a whole number or a string of one; random when left out. "
                                         "With n images the seeds are seed..seed+n-1, never past 2^64-1")
     n: Any = Field(1, description=f"images, seeds S..S+n-1 (1..{defaults.SERVER_MAX_IMAGES})")

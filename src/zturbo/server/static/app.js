@@ -70,6 +70,7 @@ function fillDefaults(h) {
   $("steps").min = h.limits.min_steps;
   $("steps").max = h.limits.max_steps;
   $("guidance").value = h.defaults.guidance;
+  $("guidance").max = h.limits.max_guidance;
   $("n").max = h.limits.max_images;
   $("width").value = h.defaults.width;
   $("height").value = h.defaults.height;
