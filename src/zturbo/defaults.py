@@ -74,6 +74,16 @@ SWEEP_DISK_MARGIN_BYTES = 64 * 2**20  # room kept free beyond the estimate
 # Q8_0 GGUF forward 1.24x slower); 30 s a load is a rough figure for the 33 GB from a local disk, not a measurement.
 SWEEP_EST_GPU = {"measured_on": "NVIDIA H200", "pass_s": 0.0, "pass_s_per_mp": 0.148, "decode_s_per_mp": 0.087,
                  "gguf_factor": 1.24, "startup_s": 0.0, "load_s": 30.0}
+# --fast / --fp8 on the same card: a pass per MP (bench/speed_tiers_H200.json: the DiT's 0.095 / 0.068 s a pass at
+# 1024x1024); the compile on a filled compile cache (the first image's time over plain's in one process,
+# bench/fast_shapes_sweep_order_H200.json: 4.0 / 2.1 s) and on an empty one (lossless: 21 s there; fp8: what
+# `zturbo sweep --fp8`'s first run paid over its second, bench/sweep_cli_H200.json, 110.9 - 72.5 s, plus the
+# second's 2.1 s, less the 7.0 s calibration it printed: 33.5 s, the weights' hashing included); --fp8's one
+# calibration per weights. A sweep's "fp8"/"fp8-all" quant columns run at the fp8 pass rate
+SWEEP_EST_GPU_TIERS = {
+    "lossless": {"pass_s_per_mp": 0.095, "compile_s": 21.0, "compile_warm_s": 4.0, "calibrate_s": 0.0},
+    "fp8": {"pass_s_per_mp": 0.068, "compile_s": 33.5, "compile_warm_s": 2.1, "calibrate_s": 7.0},
+}
 # The tiny demo model on a CPU, measured on the 2-core development machine (1 thread): ~0.02 s a pass at
 # 32x32, 0.21 s a pass and ~1 s a decode at 512x512, GGUF passes ~4x slower; ~8 s for imports + the first load.
 SWEEP_EST_TINY_CPU = {"measured_on": "a 2-core CPU", "pass_s": 0.02, "pass_s_per_mp": 0.8, "decode_s_per_mp": 4.0,

@@ -14,3 +14,10 @@ def cache_dir() -> Path:
     path = Path(base)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def compile_cache_dir() -> str:
+    """Where torch.compile's artifacts live: TORCHINDUCTOR_CACHE_DIR if the user set it, else zturbo's cache."""
+    from . import defaults
+
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or str(cache_dir() / defaults.COMPILE_CACHE_DIR)

@@ -190,3 +190,27 @@ def test_dry_run_names_the_device_its_estimate_is_for(capsys):
     assert "on NVIDIA GeForce RTX 4090:" in other and "if it runs as fast as an NVIDIA H200" in other
     assert "not estimated" in describe(plan, target=Target("cuda", "NVIDIA H200", tiny=True))
     assert json.dumps(plan.estimate(target=Target("cuda", "NVIDIA H200", tiny=True))["seconds"]) == "null"
+
+
+def test_dry_run_estimates_the_tier_asked_for_with_its_compile(capsys, tmp_path, monkeypatch):
+    """--fast / --fp8 run their passes faster and pay a compile (and --fp8 a calibration) once: the estimate says
+    which rates it used, and a filled compile cache shortens the compile."""
+    from zturbo.sweep.specs import article_experiments
+
+    plan = Plan(article_experiments(["steps", "guidance", "seeds", "aspect", "resolution"]), "x", "")
+    h200 = lambda **kw: Target("cuda", "NVIDIA H200", **kw)  # noqa: E731
+    cold = {t: plan.estimate(target=h200(tier=t))["seconds"] for t in (None, "lossless", "fp8")}
+    warm = {t: plan.estimate(target=h200(tier=t, compiled_before=True, calibrated_before=True))["seconds"]
+            for t in ("lossless", "fp8")}
+    assert cold["lossless"] < cold[None]  # 50 images: the passes saved outweigh the compile
+    assert warm["fp8"] < warm["lossless"] < cold["lossless"] and warm["fp8"] < cold["fp8"]
+    line = describe(plan, target=h200(tier="fp8")).splitlines()
+    assert any("--fp8 rates measured on an NVIDIA H200" in x and "compiling on an empty compile cache" in x
+               and "calibrating" in x for x in line)
+    shown = describe(plan, target=h200(tier="lossless", compiled_before=True))
+    assert "--fast rates" in shown and "from the compile cache" in shown and "calibrating" not in shown
+    # the CLI looks at the caches: an empty one is cold
+    monkeypatch.setenv("ZTURBO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert main(["sweep", "guidance", "--dry-run", "--fast", "--out", str(tmp_path / "s")]) == 0
+    assert "--fast rates" in capsys.readouterr().out

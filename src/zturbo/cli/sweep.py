@@ -265,8 +265,13 @@ def _target(args, dev):
 
     from ..sweep.plan import Target
 
+    from ..paths import cache_dir, compile_cache_dir
+
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
-    return Target(dev.type, name, (args.model or defaults.MODEL_ID) == defaults.TINY_MODEL)
+    tier = "fp8" if args.fp8 else "lossless" if args.fast else None
+    compiled = Path(compile_cache_dir()).is_dir() and any(Path(compile_cache_dir()).iterdir())
+    calibrated = any((cache_dir() / defaults.FP8_POLICY_DIR).glob("*.json"))
+    return Target(dev.type, name, (args.model or defaults.MODEL_ID) == defaults.TINY_MODEL, tier, compiled, calibrated)
 
 
 def _controlnet_sha(path: str | None) -> str:

@@ -12,7 +12,7 @@ import os
 import torch
 
 from .. import defaults
-from ..paths import cache_dir
+from ..paths import compile_cache_dir
 from . import fp8 as fp8_mod
 from .fused import CONTROL_BLOCK_LISTS, blocks_of, compile_control_blocks, rewrite_blocks, rewrite_control_blocks
 from .graphs import install as install_graphs
@@ -47,11 +47,6 @@ def speed_lines(features) -> list[str]:
 
 def _device(pipe) -> torch.device:
     return next(pipe.transformer.parameters()).device
-
-
-def compile_cache_dir() -> str:
-    """Where torch.compile's artifacts live: TORCHINDUCTOR_CACHE_DIR if the user set it, else zturbo's cache."""
-    return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or str(cache_dir() / defaults.COMPILE_CACHE_DIR)
 
 
 def pick_attention_backend(device: torch.device, backends=defaults.ATTENTION_BACKENDS) -> tuple[str, str]:

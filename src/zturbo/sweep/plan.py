@@ -50,8 +50,10 @@ class Item:
         runs two per pass; image-to-image runs only the passes its strength keeps) plus a decode."""
         evals = self.params.passes * (2 if self.params.uses_cfg else 1)
         mp = self.megapixels
-        s = evals * (rates["pass_s"] + rates["pass_s_per_mp"] * mp) + rates["decode_s_per_mp"] * mp
-        return s * (1.0 if self.quant == "bf16" else rates["gguf_factor"])
+        fp8 = self.quant in defaults.SWEEP_FP8_TIERS  # bf16 weights, FP8 GEMMs: the fp8 pass rate where measured
+        per_mp = rates.get("fp8_pass_s_per_mp", rates["pass_s_per_mp"]) if fp8 else rates["pass_s_per_mp"]
+        s = evals * (rates["pass_s"] + per_mp * mp) + rates["decode_s_per_mp"] * mp
+        return s * (1.0 if self.quant == "bf16" or fp8 else rates["gguf_factor"])
 
     @property
     def cost(self) -> float:
@@ -189,13 +191,25 @@ class Target:
     kind: str | None = None
     name: str = ""
     tiny: bool = False
+    tier: str | None = None  # --fast's tier (lossless | fp8), None: plain
+    compiled_before: bool = False  # the compile cache holds artifacts (a second --fast run compiles from it)
+    calibrated_before: bool = False  # --fp8 calibrations are cached (assumed to be these weights')
 
     @property
     def rates(self) -> dict[str, Any] | None:
-        """The measured rates that describe this device, or None (the tiny model on a GPU: not measured)."""
+        """The measured rates that describe this device, or None (the tiny model on a GPU: not measured). With a
+        tier on the real model: its pass rate, and its compile (and --fp8's calibration) added to the start."""
         if self.tiny:
             return defaults.SWEEP_EST_TINY_CPU if self.kind in ("cpu", None) else None
-        return defaults.SWEEP_EST_GPU  # on a CPU too, but said to be the GPU's (see time_line)
+        base = {**defaults.SWEEP_EST_GPU,  # on a CPU too, but said to be the GPU's (see time_line)
+                "fp8_pass_s_per_mp": defaults.SWEEP_EST_GPU_TIERS["fp8"]["pass_s_per_mp"]}
+        if self.tier is None:
+            return base
+        t = defaults.SWEEP_EST_GPU_TIERS[self.tier]
+        compile_s = t["compile_warm_s"] if self.compiled_before else t["compile_s"]
+        calibrate_s = 0.0 if self.calibrated_before else t["calibrate_s"]
+        return {**base, "pass_s_per_mp": t["pass_s_per_mp"], "startup_s": base["startup_s"] + compile_s + calibrate_s,
+                "compile_s": compile_s, "calibrate_s": calibrate_s}
 
     def time_line(self, seconds: float | None) -> str:
         """The dry run's time estimate: which device, which model, and what the numbers are measured on."""
@@ -213,6 +227,13 @@ class Target:
                     f"{rates['load_s']:g} s a model load; another CPU differs)")
         basis = (f"bf16 rates measured on an {rates['measured_on']}: {rates['pass_s_per_mp']} s a pass and "
                  f"{rates['decode_s_per_mp']} s a decode per MP, {gguf}, {rates['load_s']:g} s a model load")
+        if self.tier is not None:
+            flag = "--fp8" if self.tier == "fp8" else "--fast"
+            cache = "from the compile cache" if self.compiled_before else "on an empty compile cache"
+            calib = f" + {rates['calibrate_s']:g} s calibrating" if rates["calibrate_s"] else ""
+            basis = (f"{flag} rates measured on an {rates['measured_on']}: {rates['pass_s_per_mp']} s a pass and "
+                     f"{rates['decode_s_per_mp']} s a decode per MP, {rates['compile_s']:g} s compiling {cache}"
+                     f"{calib}, {gguf}, {rates['load_s']:g} s a model load")
         card = rates["measured_on"]
         if self.kind == "cuda" and card.lower() in self.name.lower():
             return f"estimated time on {self.name}: {t} ({basis})"
