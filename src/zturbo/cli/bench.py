@@ -73,7 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated subset of {','.join(VARIANTS)}")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement after a warm-up (median reported)")
     p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")] if s else [], default=[1, 2, 4],
-                   help="images per pipeline call for images/s, stock and fp8 (default 1,2,4; '' skips)")
+                   help="images per pipeline call for images/s, stock and fp8 (default 1,2,4; '' skips). fp8's "
+                        "forward runs a batch one image at a time (no compile per batch size; batching gained "
+                        "1-2%% at 1 MP, bench/speed_H200.json)")
     p.add_argument("--no-compile-probe", dest="compile_probe", action="store_false",
                    help="skip the two fresh processes that time a cold and a warm compile cache")
     p.add_argument("--budget-s", type=float, default=480, help="optional parts are skipped past this many seconds")
