@@ -41,9 +41,9 @@ def _rope_complex(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
 
 
 def _rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-    # Compiled, the arithmetic fuses into the QK-norm kernel. Run eagerly (a pass under --fast that compiles
-    # nothing: a sweep's few guidance > 0 images), its ~9 unfused elementwise kernels per tensor cost more than
-    # diffusers' complex multiply (4): guidance images ran slower than plain (bench/fast_shapes_sweep_order_H200.json)
+    # Compiled, the arithmetic fuses into the QK-norm kernel. Run eagerly (rewritten blocks outside a compile, as
+    # apply_fast(compile=False) leaves them), its ~9 unfused elementwise kernels per tensor cost more than
+    # diffusers' complex multiply (4): eager guidance images once ran slower than plain this way
     return _rope_real(x, freqs) if torch.compiler.is_compiling() else _rope_complex(x, freqs)
 
 

@@ -73,19 +73,18 @@ class GraphedForward:
 
     def __call__(self, x, t, cap_feats, *args, return_dict: bool = True, **kwargs):
         hints = kwargs.get("controlnet_block_samples")
-        if isinstance(hints, PerImageHints):  # from SplitControlForward: one dict of hints per image
-            if len(hints.images) == len(x) and self._splittable(x, t, cap_feats) and not (args or self.paused):
-                rest = {k: v for k, v in kwargs.items() if k != "controlnet_block_samples"}
-                out = [self(x=[xi], t=t[i:i + 1], cap_feats=[ci], controlnet_block_samples=h, return_dict=False,
-                            **rest)[0][0] for i, (xi, ci, h) in enumerate(zip(x, cap_feats, hints.images))]
-                return self._wrap(out, return_dict)
-            kwargs["controlnet_block_samples"] = hints.batched()
+        per_image = hints.images if isinstance(hints, PerImageHints) else None  # from SplitControlForward
         # the pipeline passes joint_attention_kwargs=None; anything actually set takes the plain forward
-        extra = args or any(v is not None for v in kwargs.values())
-        if not (extra or self.paused) and self._splittable(x, t, cap_feats):
-            out = [self(x=[xi], t=t[i:i + 1], cap_feats=[ci], return_dict=False)[0][0]
+        others = args or any(v is not None for k, v in kwargs.items() if k != "controlnet_block_samples")
+        if (not (others or self.paused) and self._splittable(x, t, cap_feats)
+                and (hints is None or (per_image is not None and len(per_image) == len(x)))):
+            out = [self(x=[xi], t=t[i:i + 1], cap_feats=[ci], return_dict=False,
+                        **{**kwargs, "controlnet_block_samples": per_image[i] if per_image else None})[0][0]
                    for i, (xi, ci) in enumerate(zip(x, cap_feats))]
             return self._wrap(out, return_dict)
+        if per_image is not None:  # not split (zturbo trace pauses the split): the batched hints
+            kwargs["controlnet_block_samples"] = hints.batched()
+        extra = others or hints is not None
         key = None if (extra or self.failed or self.paused) else self._key(x, t, cap_feats)
         if key is not None and self._weights() != self.weights:
             self.drop("the transformer's weights moved (offloading or an OOM retry)")
