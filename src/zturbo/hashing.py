@@ -51,7 +51,8 @@ def recorded_file(path: str | None, sha: str, *, image: str, what: str, name: st
     if not path or not os.path.isfile(path):
         raise InvalidParams(f"{image} was made with the {what} {name} (sha256 {sha[:12]}), not found at {path}: "
                             f"put it back there, or give {flag} FILE{scale} with a copy of it")
-    if sha and cached_sha256(path) != sha:
+    now = cached_sha256(path) if sha else sha
+    if now != sha:
         raise InvalidParams(f"{image} was made with the {what} {path} (sha256 {sha[:12]}), which has changed since "
-                            f"(now {cached_sha256(path)[:12]}): give {flag} {path}{scale} to use it anyway")
+                            f"(now {now[:12]}): give {flag} {path}{scale} to use it anyway")
     return path

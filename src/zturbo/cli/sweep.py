@@ -263,13 +263,13 @@ def _target(args, dev):
     """What the dry run's time estimate is for: the device the run would use, by name."""
     import torch
 
-    from ..sweep.plan import Target
-
     from ..paths import cache_dir, compile_cache_dir
+    from ..sweep.plan import Target
 
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else dev.type
     tier = "fp8" if args.fp8 else "lossless" if args.fast else None
-    compiled = Path(compile_cache_dir()).is_dir() and any(Path(compile_cache_dir()).iterdir())
+    compile_cache = Path(compile_cache_dir())
+    compiled = compile_cache.is_dir() and any(compile_cache.iterdir())
     calibrated = any((cache_dir() / defaults.FP8_POLICY_DIR).glob("*.json"))
     return Target(dev.type, name, (args.model or defaults.MODEL_ID) == defaults.TINY_MODEL, tier, compiled, calibrated)
 
